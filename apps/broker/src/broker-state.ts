@@ -1,0 +1,9 @@
+import type { BrokerRuntime } from './broker-runtime';
+
+export const BROKER_RUNTIME = Symbol('BROKER_RUNTIME');
+
+/** The runtime plus the process's lifecycle state, shared with controllers. */
+export interface BrokerState {
+  runtime: BrokerRuntime;
+  shuttingDown: boolean;
+}

@@ -1,0 +1,38 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { TerminusModule } from '@nestjs/terminus';
+import { BrokerConfigModule } from '@meridian/config';
+import { AdminModule } from '@meridian/admin';
+import { BROKER_RUNTIME, type BrokerState } from './broker-state';
+import { InteractionController } from './interaction.controller';
+import { OpsController } from './ops.controller';
+
+/** Composition root: wires the runtime built in bootstrap into Nest's controllers. */
+@Module({})
+export class BrokerModule {
+  static forRoot(state: BrokerState): DynamicModule {
+    const { runtime } = state;
+    return {
+      module: BrokerModule,
+      imports: [
+        BrokerConfigModule.forRoot(runtime.config),
+        TerminusModule.forRoot({ logger: false, errorLogStyle: 'json' }),
+        AdminModule.register({
+          region: runtime.config.region,
+          adminClientId: runtime.config.adminClientId,
+          controlDb: runtime.controlDb,
+          audit: runtime.audit,
+          tokenStatus: runtime.tokenStatus,
+          clients: runtime.clients,
+          resources: runtime.resources,
+          validateClientMetadata: async (metadata) => {
+            await (runtime.provider.Client as unknown as { validate(m: unknown): Promise<unknown> }).validate(metadata);
+          },
+          rotateKeys: (actor) => runtime.rotateKeys(actor),
+          keys: () => runtime.keys,
+        }),
+      ],
+      controllers: [OpsController, InteractionController],
+      providers: [{ provide: BROKER_RUNTIME, useValue: state }],
+    };
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * One node:http server per broker. Requests for Meridian's own routes go to Nest (express);
+ * everything else goes straight to oidc-provider, without express's per-request cost in front
+ * of the token endpoint (STACK.md: express costs more per request than an ES256 signature).
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { BrokerMetrics } from '@meridian/observability';
+
+const NEST_PREFIXES = ['/admin', '/compliance', '/privacy', '/audit', '/healthz', '/readyz', '/metrics', '/.well-known/meridian', '/interaction'];
+const QUIET = new Set(['/healthz', '/readyz', '/metrics']);
+const OP_ROUTES: Record<string, string> = {
+  '/token': 'token',
+  '/token/introspection': 'introspection',
+  '/token/revocation': 'revocation',
+  '/auth': 'authorization',
+  '/me': 'userinfo',
+  '/session/end': 'end_session',
+  '/.well-known/openid-configuration': 'discovery',
+  '/jwks': 'jwks',
+};
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+export interface DispatchDeps {
+  /** The issuer: its path is the mount point, its origin the only one the OP speaks for. */
+  issuer: URL;
+  nest: Handler;
+  op: () => Handler;
+  jwks: () => string;
+  logger: Logger;
+  metrics: BrokerMetrics;
+}
+
+function isNestPath(path: string): boolean {
+  for (const p of NEST_PREFIXES) if (path === p || path.startsWith(`${p}/`)) return true;
+  return false;
+}
+
+function routeGroup(path: string, nest: boolean): string {
+  if (!nest) return OP_ROUTES[path] ?? (path.startsWith('/auth/') ? 'authorization' : 'op_other');
+  if (path.startsWith('/admin')) return 'admin';
+  if (path.startsWith('/interaction')) return 'interaction';
+  if (path.startsWith('/.well-known/meridian')) return 'trust_bundle';
+  return path.slice(1).split('/')[0] || 'other';
+}
+
+export function createDispatcher(deps: DispatchDeps): Handler {
+  const { logger, metrics } = deps;
+  const basePath = deps.issuer.pathname.replace(/\/+$/, '');
+  const issuerHost = deps.issuer.host;
+  const issuerProto = deps.issuer.protocol.slice(0, -1);
+  return (req, res) => {
+    const started = process.hrtime.bigint();
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    let path = q === -1 ? url : url.slice(0, q);
+    if (basePath) {
+      if (path !== basePath && !path.startsWith(`${basePath}/`)) {
+        res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not_found"}');
+        return;
+      }
+      req.url = url.slice(basePath.length) || '/';
+      path = path.slice(basePath.length) || '/';
+    }
+    const incomingId = req.headers['x-request-id'];
+    const reqId = typeof incomingId === 'string' && /^[\w.-]{1,64}$/.test(incomingId) ? incomingId : randomUUID();
+    res.setHeader('x-request-id', reqId);
+    const nest = isNestPath(path);
+    const group = routeGroup(path, nest);
+    res.on('finish', () => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      metrics.httpDuration.observe({ route: group, status_class: `${Math.floor(res.statusCode / 100)}xx` }, seconds);
+      // Path only: query strings carry codes and state.
+      const line = { reqId, method: req.method, path, route: group, status: res.statusCode, ms: Math.round(seconds * 1e4) / 10 };
+      if (QUIET.has(path)) logger.debug(line, 'request');
+      else logger.info(line, 'request');
+    });
+    if (nest) return deps.nest(req, res);
+    if (path === '/jwks' && req.method === 'GET') {
+      res.writeHead(200, { 'content-type': 'application/jwk-set+json', 'cache-control': 'public, max-age=60' });
+      res.end(deps.jwks());
+      return;
+    }
+    // oidc-provider builds endpoint URLs from the request; pin them to the issuer so a forged
+    // Host or X-Forwarded-Host can never make discovery point somewhere else.
+    req.headers.host = issuerHost;
+    req.headers['x-forwarded-proto'] = issuerProto;
+    delete req.headers['x-forwarded-host'];
+    deps.op()(req, res);
+  };
+}

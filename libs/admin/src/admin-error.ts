@@ -1,0 +1,36 @@
+/** Domain errors of the admin/compliance API; one filter maps the codes to HTTP answers. */
+export type AdminErrorCode =
+  | 'ERR_INVALID_BODY'
+  | 'ERR_NOT_FOUND'
+  | 'ERR_UNKNOWN_REGION'
+  | 'ERR_UNKNOWN_RESOURCE'
+  | 'ERR_INVALID_CLIENT_METADATA'
+  | 'ERR_PROTECTED';
+
+export class AdminError extends Error {
+  constructor(
+    readonly code: AdminErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'AdminError';
+  }
+}
+
+export function adminErrorStatus(code: AdminErrorCode): { status: number; error: string } {
+  switch (code) {
+    case 'ERR_INVALID_BODY':
+    case 'ERR_UNKNOWN_REGION':
+    case 'ERR_UNKNOWN_RESOURCE':
+    case 'ERR_INVALID_CLIENT_METADATA':
+      return { status: 400, error: 'invalid_request' };
+    case 'ERR_NOT_FOUND':
+      return { status: 404, error: 'not_found' };
+    case 'ERR_PROTECTED':
+      return { status: 409, error: 'conflict' };
+    default: {
+      const exhaustive: never = code;
+      throw new Error(`unmapped admin error ${String(exhaustive)}`);
+    }
+  }
+}

@@ -1,0 +1,17 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { AdminAuthGuard } from './admin-auth.guard';
+import { ADMIN_DEPS, type AdminDeps } from './admin-deps';
+import { AdminController } from './admin.controller';
+import { AdminService } from './admin.service';
+
+@Module({})
+export class AdminModule {
+  static register(deps: AdminDeps): DynamicModule {
+    return {
+      module: AdminModule,
+      controllers: [AdminController],
+      providers: [{ provide: ADMIN_DEPS, useValue: deps }, AdminService, AdminAuthGuard],
+      exports: [ADMIN_DEPS, AdminAuthGuard],
+    };
+  }
+}

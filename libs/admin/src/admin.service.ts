@@ -1,0 +1,192 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { ADMIN_AUDIENCE, generateClientSecret, hashClientSecret, splitClientScope } from '@meridian/tokens';
+import { ADMIN_DEPS, type AdminDeps } from './admin-deps';
+import { AdminError } from './admin-error';
+import type { ClientDto, RegionDto, ResourceDto } from './dto/admin.dto';
+
+const ID = /^[A-Za-z0-9._~:-]{1,128}$/;
+const REGION_ID = /^[a-z][a-z0-9-]{0,31}$/;
+
+function checkId(kind: string, id: string, re = ID): void {
+  if (!re.test(id)) throw new AdminError('ERR_INVALID_BODY', `${kind} id must be 1-128 characters of A-Z a-z 0-9 . _ ~ : -`);
+}
+
+export interface Upserted<T> {
+  created: boolean;
+  body: T;
+}
+
+/** Use cases of the admin API. Every change is audited with the acting client. */
+@Injectable()
+export class AdminService {
+  constructor(@Inject(ADMIN_DEPS) private readonly deps: AdminDeps) {}
+
+  // ---- regions
+  async putRegion(actor: string, id: string, dto: RegionDto): Promise<Upserted<Record<string, unknown>>> {
+    checkId('region', id, REGION_ID);
+    const rows = await this.deps.controlDb.query<{ created: boolean }>(
+      `insert into region (id, issuer, jurisdiction) values ($1, $2, $3)
+       on conflict (id) do update set issuer = excluded.issuer, jurisdiction = coalesce(excluded.jurisdiction, region.jurisdiction), updated_at = now()
+       returning (xmax = 0) as created`,
+      [id, dto.issuer.replace(/\/+$/, ''), dto.jurisdiction ?? null],
+    ).catch((err: { code?: string }) => {
+      if (err.code === '23505') throw new AdminError('ERR_INVALID_BODY', 'issuer is already used by another region');
+      throw err;
+    });
+    await this.deps.audit.record({ actor, action: 'region.put', targetType: 'region', targetId: id, detail: { issuer: dto.issuer } });
+    return { created: rows[0]!.created, body: await this.getRegion(id) };
+  }
+
+  async listRegions() {
+    return this.deps.controlDb.query('select id, issuer, jurisdiction from region order by id');
+  }
+
+  async getRegion(id: string) {
+    const [row] = await this.deps.controlDb.query('select id, issuer, jurisdiction from region where id = $1', [id]);
+    if (!row) throw new AdminError('ERR_NOT_FOUND', `region ${id} does not exist`);
+    return row;
+  }
+
+  // ---- resources
+  async putResource(actor: string, id: string, dto: ResourceDto): Promise<Upserted<Record<string, unknown>>> {
+    checkId('resource', id);
+    if (dto.audience === ADMIN_AUDIENCE) throw new AdminError('ERR_PROTECTED', `${ADMIN_AUDIENCE} is built in`);
+    const [region] = await this.deps.controlDb.query('select 1 from region where id = $1', [dto.region]);
+    if (!region) throw new AdminError('ERR_UNKNOWN_REGION', `region ${dto.region} is not a known region (PUT /admin/regions/${dto.region} first)`);
+    const rows = await this.deps.controlDb.query<{ created: boolean }>(
+      `insert into resource (id, audience, scopes, region, access_token_ttl_seconds) values ($1, $2, $3, $4, $5)
+       on conflict (id) do update set audience = excluded.audience, scopes = excluded.scopes, region = excluded.region,
+         access_token_ttl_seconds = excluded.access_token_ttl_seconds, updated_at = now()
+       returning (xmax = 0) as created`,
+      [id, dto.audience, [...new Set(dto.scopes)], dto.region, dto.accessTokenTtlSeconds ?? 300],
+    ).catch((err: { code?: string }) => {
+      if (err.code === '23505') throw new AdminError('ERR_INVALID_BODY', 'audience is already used by another resource');
+      throw err;
+    });
+    this.deps.resources.invalidate();
+    await this.deps.audit.record({ actor, action: 'resource.put', targetType: 'resource', targetId: id, detail: { ...dto } });
+    return { created: rows[0]!.created, body: await this.getResource(id) };
+  }
+
+  async listResources() {
+    const rows = await this.deps.controlDb.query<ResourceRow>('select * from resource order by id');
+    return rows.map(resourceView);
+  }
+
+  async getResource(id: string) {
+    const [row] = await this.deps.controlDb.query<ResourceRow>('select * from resource where id = $1', [id]);
+    if (!row) throw new AdminError('ERR_NOT_FOUND', `resource ${id} does not exist`);
+    return resourceView(row);
+  }
+
+  async deleteResource(actor: string, id: string): Promise<void> {
+    const rows = await this.deps.controlDb.query('delete from resource where id = $1 returning id', [id]);
+    if (rows.length === 0) throw new AdminError('ERR_NOT_FOUND', `resource ${id} does not exist`);
+    this.deps.resources.invalidate();
+    await this.deps.audit.record({ actor, action: 'resource.delete', targetType: 'resource', targetId: id });
+  }
+
+  // ---- clients
+  async putClient(actor: string, clientId: string, dto: ClientDto): Promise<Upserted<Record<string, unknown>>> {
+    checkId('client', clientId);
+    if (clientId === this.deps.adminClientId)
+      throw new AdminError('ERR_PROTECTED', 'the bootstrap admin client is managed by MERIDIAN_ADMIN_CLIENT_ID/SECRET');
+    const resources = dto.resources ?? [];
+    for (const audience of resources) {
+      if (audience === ADMIN_AUDIENCE) continue;
+      if (!(await this.deps.resources.byAudience(audience))) {
+        throw new AdminError('ERR_UNKNOWN_RESOURCE', `resources: ${audience} is not a registered resource audience`);
+      }
+    }
+    const [existing] = await this.deps.controlDb.query<{ metadata: Record<string, unknown> }>(
+      'select metadata from oidc_client where client_id = $1',
+      [clientId],
+    );
+    const needsSecret = dto.token_endpoint_auth_method !== 'private_key_jwt';
+    let issuedSecret: string | undefined;
+    let secretHash: string | undefined;
+    if (needsSecret) {
+      if (dto.client_secret) secretHash = hashClientSecret(dto.client_secret);
+      else if (typeof existing?.metadata.client_secret === 'string') secretHash = existing.metadata.client_secret;
+      else secretHash = hashClientSecret((issuedSecret = generateClientSecret()));
+    }
+    const { client_secret: _secret, scope, ...rest } = dto;
+    const metadata: Record<string, unknown> = { ...rest, ...splitClientScope(scope), client_id: clientId, resources };
+    if (secretHash) metadata.client_secret = secretHash;
+    try {
+      await this.deps.validateClientMetadata(metadata);
+    } catch (err) {
+      throw new AdminError('ERR_INVALID_CLIENT_METADATA', (err as { error_description?: string }).error_description ?? (err as Error).message);
+    }
+    await this.deps.controlDb.query(
+      `insert into oidc_client (client_id, metadata) values ($1, $2)
+       on conflict (client_id) do update set metadata = excluded.metadata, updated_at = now()`,
+      [clientId, metadata],
+    );
+    this.deps.clients.invalidate(clientId);
+    await this.deps.audit.record({
+      actor,
+      action: 'client.put',
+      targetType: 'client',
+      targetId: clientId,
+      detail: { grant_types: dto.grant_types, resources, secretChanged: !!(dto.client_secret || issuedSecret) },
+    });
+    const body = await this.getClient(clientId);
+    return { created: !existing, body: issuedSecret ? { ...body, client_secret: issuedSecret } : body };
+  }
+
+  async listClients() {
+    const rows = await this.deps.controlDb.query<{ metadata: Record<string, unknown> }>('select metadata from oidc_client order by client_id');
+    return rows.map((r) => clientView(r.metadata));
+  }
+
+  async getClient(clientId: string) {
+    const [row] = await this.deps.controlDb.query<{ metadata: Record<string, unknown> }>(
+      'select metadata from oidc_client where client_id = $1',
+      [clientId],
+    );
+    if (!row) throw new AdminError('ERR_NOT_FOUND', `client ${clientId} does not exist`);
+    return clientView(row.metadata);
+  }
+
+  async deleteClient(actor: string, clientId: string): Promise<void> {
+    if (clientId === this.deps.adminClientId) throw new AdminError('ERR_PROTECTED', 'the bootstrap admin client cannot be deleted');
+    const rows = await this.deps.controlDb.query('delete from oidc_client where client_id = $1 returning client_id', [clientId]);
+    if (rows.length === 0) throw new AdminError('ERR_NOT_FOUND', `client ${clientId} does not exist`);
+    this.deps.clients.invalidate(clientId);
+    await this.deps.audit.record({ actor, action: 'client.delete', targetType: 'client', targetId: clientId });
+  }
+
+  // ---- keys
+  async rotateKeys(actor: string) {
+    return this.deps.rotateKeys(actor);
+  }
+
+  listKeys() {
+    return this.deps.keys().published.map((k) => ({
+      kid: k.kid,
+      alg: k.alg,
+      state: k.state,
+      activatedAt: k.activatedAt,
+      publishUntil: k.publishUntil,
+    }));
+  }
+}
+
+interface ResourceRow {
+  id: string;
+  audience: string;
+  scopes: string[];
+  region: string;
+  access_token_ttl_seconds: number;
+}
+
+function resourceView(r: ResourceRow) {
+  return { id: r.id, audience: r.audience, scopes: r.scopes, region: r.region, accessTokenTtlSeconds: r.access_token_ttl_seconds };
+}
+
+/** Never the stored secret hash: a client's secret is shown once, when generated. */
+function clientView(metadata: Record<string, unknown>) {
+  const { client_secret, allowed_scopes, scope: _oidcScope, ...rest } = metadata;
+  return { ...rest, scope: allowed_scopes ?? '', has_client_secret: typeof client_secret === 'string' };
+}

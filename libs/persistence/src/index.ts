@@ -1,0 +1,2 @@
+export * from './data-sources';
+export * from './embedded-postgres';

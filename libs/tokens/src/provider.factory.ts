@@ -1,0 +1,219 @@
+/**
+ * oidc-provider, configured as Meridian's OP. Everything here is configuration of the engine;
+ * the OAuth endpoints themselves are oidc-provider's (OpenID Certified), not ours.
+ */
+import { hkdfSync } from 'node:crypto';
+import Provider, { errors, type Configuration, type JWK, type KoaContextWithOIDC } from 'oidc-provider';
+import type { ControlDatabase, RegionDatabase } from '@meridian/persistence';
+import type { SigningAlg } from '@meridian/config';
+import type { KeySet } from '@meridian/keys';
+import { ControlClientAdapter, RegionPayloadAdapter } from './oidc-adapter';
+import { verifyClientSecret } from './client-secret';
+import { accessTokenTtl, clientResidency, isResidency, type Residency } from './claims';
+import type { ResourceCatalog } from './resource-catalog';
+
+
+const ASYMMETRIC_ALGS = ['ES256', 'RS256', 'PS256', 'EdDSA'];
+
+/** Scopes oidc-provider itself knows (OIDC); resource scopes come from the resource catalog. */
+export const OIDC_SCOPES = ['openid', 'offline_access', 'email', 'profile'];
+
+/**
+ * Client metadata as stored: oidc-provider's `scope` may only name OIDC scopes, so the full
+ * list the admin registered is kept in `allowed_scopes`, and resource scopes are granted from it.
+ */
+export function splitClientScope(scope: string | undefined): { scope?: string; allowed_scopes: string } {
+  const all = [...new Set((scope ?? '').split(' ').filter(Boolean))];
+  const oidc = all.filter((s) => OIDC_SCOPES.includes(s));
+  return { ...(oidc.length ? { scope: oidc.join(' ') } : {}), allowed_scopes: all.join(' ') };
+}
+
+export interface ProviderDeps {
+  issuer: string;
+  region: string;
+  jurisdiction: string;
+  signingAlg: SigningAlg;
+  kek: Buffer;
+  keys: KeySet;
+  regionDb: RegionDatabase;
+  controlDb: ControlDatabase;
+  clients: ControlClientAdapter;
+  resources: ResourceCatalog;
+  /** Where oidc-provider sends the browser to log in (Meridian's interaction routes). */
+  interactionPath: (uid: string) => string;
+}
+
+/**
+ * All published keys go to oidc-provider (it verifies what any of them signed, e.g. an
+ * id_token_hint); the current key comes first, which is the one oidc-provider signs with, and
+ * access tokens name its kid explicitly.
+ */
+export function providerJwks(keys: KeySet): { keys: JWK[] } {
+  const ordered = [keys.current, ...keys.published.filter((k) => k.kid !== keys.current.kid)];
+  return { keys: ordered.map((k) => k.privateJwk as JWK) };
+}
+
+export function buildProvider(deps: ProviderDeps): Provider {
+  const adapterCache = new Map<string, RegionPayloadAdapter>();
+  const cookieKeys = [Buffer.from(hkdfSync('sha256', deps.kek, 'meridian', `cookies:${deps.region}`, 32)).toString('base64url')];
+
+  const configuration: Configuration = {
+    adapter: (name: string) => {
+      if (name === 'Client') return deps.clients;
+      let a = adapterCache.get(name);
+      if (!a) adapterCache.set(name, (a = new RegionPayloadAdapter(name, deps.regionDb)));
+      return a;
+    },
+    jwks: providerJwks(deps.keys),
+    cookies: { keys: cookieKeys, long: { signed: true, httpOnly: true, sameSite: 'lax' }, short: { signed: true, httpOnly: true, sameSite: 'lax' } },
+    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
+    clientDefaults: {
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'client_secret_basic',
+      id_token_signed_response_alg: deps.signingAlg,
+    },
+    // No `none`, no HMAC: every signature Meridian makes or accepts is asymmetric.
+    enabledJWA: {
+      clientAuthSigningAlgValues: ASYMMETRIC_ALGS,
+      idTokenSigningAlgValues: ASYMMETRIC_ALGS,
+      requestObjectSigningAlgValues: ASYMMETRIC_ALGS,
+      userinfoSigningAlgValues: ASYMMETRIC_ALGS,
+      introspectionSigningAlgValues: ASYMMETRIC_ALGS,
+      authorizationSigningAlgValues: ASYMMETRIC_ALGS,
+      dPoPSigningAlgValues: ['ES256', 'EdDSA', 'PS256', 'RS256'],
+    } as Configuration['enabledJWA'],
+    responseTypes: ['code'],
+    // RFC 9700 §2.1.1: PKCE for every authorization code flow, and only S256 (oidc-provider
+    // implements no `plain`).
+    pkce: { required: () => true },
+    scopes: OIDC_SCOPES,
+    claims: {
+      openid: ['sub'],
+      email: ['email', 'email_verified'],
+      profile: ['name', 'given_name', 'family_name', 'locale'],
+    },
+    conformIdTokenClaims: true,
+    rotateRefreshToken: true,
+    extraParams: ['idp_hint'],
+    extraClientMetadata: {
+      properties: ['resources', 'allowed_scopes'],
+      validator(_ctx, key, value) {
+        if (key === 'allowed_scopes' && value !== undefined && typeof value !== 'string') {
+          throw new errors.InvalidClientMetadata('allowed_scopes must be a space-separated string');
+        }
+        if (key === 'resources' && value !== undefined) {
+          if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) {
+            throw new errors.InvalidClientMetadata('resources must be an array of audience strings');
+          }
+        }
+      },
+    },
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: { enabled: true },
+      revocation: { enabled: true },
+      userinfo: { enabled: true },
+      rpInitiatedLogout: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        // One audience per access token (RFC 8707 §2): the client names it, or has only one.
+        defaultResource(_ctx, client) {
+          const allowed = (client.metadata().resources as string[] | undefined) ?? [];
+          return allowed.length === 1 ? allowed[0] : undefined;
+        },
+        useGrantedResource: () => true,
+        async getResourceServerInfo(_ctx, resourceIndicator, client) {
+          const allowed = (client.metadata().resources as string[] | undefined) ?? [];
+          if (!allowed.includes(resourceIndicator)) {
+            throw new errors.InvalidTarget(`client is not permitted to request resource ${resourceIndicator}`);
+          }
+          const resource = await deps.resources.byAudience(resourceIndicator);
+          if (!resource) throw new errors.InvalidTarget(`unknown resource ${resourceIndicator}`);
+          // A scope the client was not registered for is not granted (dropped, not an error:
+          // RFC 6749 §3.3 lets the server grant less than asked).
+          const clientScopes = new Set(String(client.metadata().allowed_scopes ?? '').split(' '));
+          return {
+            scope: resource.scopes.filter((s) => clientScopes.has(s)).join(' '),
+            audience: resource.audience,
+            accessTokenTTL: accessTokenTtl(resource.accessTokenTtlSeconds),
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: deps.signingAlg, kid: deps.keys.current.kid } },
+          };
+        },
+      },
+    },
+    ttl: {
+      AuthorizationCode: 60,
+      IdToken: 300,
+      Interaction: 600,
+      Session: 8 * 3600,
+      Grant: 14 * 86400,
+      RefreshToken: 14 * 86400,
+      // Opaque tokens only (for userinfo); JWT access tokens take the resource's TTL above.
+      AccessToken: 300,
+      ClientCredentials: 300,
+    },
+    async findAccount(_ctx, sub) {
+      const [row]: { residency: unknown; claims: Record<string, unknown> }[] = await deps.regionDb.query(
+        'select residency, claims from subject where sub = $1',
+        [sub],
+      );
+      if (!row) return undefined;
+      return {
+        accountId: sub,
+        residency: row.residency,
+        async claims() {
+          return { ...row.claims, sub };
+        },
+      };
+    },
+    formats: {
+      customizers: {
+        // RFC 9068 access tokens with Meridian's `residency` claim on every one of them.
+        async jwt(ctx, token, jwt) {
+          let residency: Residency;
+          if ((token as { accountId?: string }).accountId) {
+            const account = (ctx as KoaContextWithOIDC).oidc?.account as { residency?: unknown } | undefined;
+            const stored = account?.residency;
+            // Fail closed: a subject without a residency decision gets no token.
+            if (!isResidency(stored)) throw new errors.InvalidGrant('no residency decision is recorded for this subject');
+            residency = stored;
+          } else {
+            residency = clientResidency(deps.region, deps.jurisdiction);
+          }
+          jwt.payload.residency = residency;
+          const grantId = (token as { grantId?: string }).grantId;
+          if (grantId && typeof jwt.payload.jti === 'string' && typeof jwt.payload.exp === 'number') {
+            // Lets introspection tell whether the grant behind a JWT still exists.
+            await deps.regionDb.query(
+              'insert into access_token_grant (jti, grant_id, expires_at) values ($1, $2, to_timestamp($3)) on conflict do nothing',
+              [jwt.payload.jti, grantId, jwt.payload.exp],
+            );
+          }
+        },
+      },
+    },
+    interactions: {
+      url: (_ctx, interaction) => deps.interactionPath(interaction.uid),
+    },
+    // Errors rendered for a person (bad redirect_uri etc.): no stack, no upstream text.
+    async renderError(ctx, out) {
+      ctx.type = 'html';
+      const esc = (s: unknown) => String(s ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+      ctx.body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign-in error</title></head><body><main><h1>Sign-in could not continue</h1><p><strong>${esc(out.error)}</strong>: ${esc(out.error_description)}</p></main></body></html>`;
+    },
+  };
+
+  const provider = new Provider(deps.issuer, configuration);
+  provider.proxy = true;
+
+  // Secrets are stored as salted HMACs (see client-secret.ts); oidc-provider compares the
+  // presented secret through this one method.
+  provider.Client.prototype.compareClientSecret = function compareClientSecret(this: { clientSecret?: string }, actual: string) {
+    return verifyClientSecret(this.clientSecret ?? '', actual);
+  };
+
+  return provider;
+}
