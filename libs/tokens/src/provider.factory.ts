@@ -151,9 +151,10 @@ export function buildProvider(deps: ProviderDeps): Provider {
       Session: 8 * 3600,
       Grant: 14 * 86400,
       RefreshToken: 14 * 86400,
-      // Opaque tokens only (for userinfo); JWT access tokens take the resource's TTL above.
-      AccessToken: 300,
-      ClientCredentials: 300,
+      // The resource's own lifetime (default 300 s, capped at 3600 s); opaque userinfo-only
+      // tokens get the default.
+      AccessToken: (_ctx, token) => accessTokenTtl(token.resourceServer?.accessTokenTTL),
+      ClientCredentials: (_ctx, token) => accessTokenTtl(token.resourceServer?.accessTokenTTL),
     },
     async findAccount(_ctx, sub) {
       const [row]: { residency: unknown; claims: Record<string, unknown> }[] = await deps.regionDb.query(
