@@ -18,6 +18,8 @@ export const BROKER_MAIN = join(REPO_ROOT, 'dist', 'apps', 'broker', 'main.js');
 export interface BrokerEnvOptions {
   region?: string;
   port?: number;
+  /** Defaults to http://127.0.0.1:<port>; replicas of one region share one issuer. */
+  issuer?: string;
   controlUrl: string;
   regionUrl: string;
   kek?: string;
@@ -33,7 +35,7 @@ export function newKek(): string {
 export function brokerEnv(o: BrokerEnvOptions & { port: number }): Record<string, string> {
   return {
     MERIDIAN_REGION: o.region ?? 'eu',
-    MERIDIAN_ISSUER: `http://127.0.0.1:${o.port}`,
+    MERIDIAN_ISSUER: o.issuer ?? `http://127.0.0.1:${o.port}`,
     PORT: String(o.port),
     HOST: '127.0.0.1',
     CONTROL_DATABASE_URL: o.controlUrl,
@@ -103,13 +105,13 @@ export async function spawnBroker(o: BrokerEnvOptions): Promise<SpawnedBroker> {
   const env = brokerEnv({ ...o, port });
   const proc = runBrokerProcess(env);
   try {
-    await waitReady(env.MERIDIAN_ISSUER!, proc.exited);
+    await waitReady(`http://127.0.0.1:${port}`, proc.exited);
   } catch (err) {
     proc.child.kill('SIGKILL');
     throw new Error(`${(err as Error).message}\n${proc.output()}`);
   }
   return {
-    url: env.MERIDIAN_ISSUER!,
+    url: `http://127.0.0.1:${port}`,
     issuer: env.MERIDIAN_ISSUER!,
     env,
     adminClientId: env.MERIDIAN_ADMIN_CLIENT_ID!,
