@@ -14,8 +14,18 @@ export class ControlDatabase {
   constructor(readonly dataSource: DataSource) {}
 
   query<T = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<T[]> {
-    return this.dataSource.query(sql, params);
+    return rowsOf<T>(this.dataSource.query(sql, params));
   }
+}
+
+/**
+ * TypeORM answers UPDATE/DELETE with `[rows, affectedCount]` and SELECT/INSERT with the rows;
+ * callers always get the rows (with RETURNING, that is what was changed).
+ */
+async function rowsOf<T>(result: Promise<unknown>): Promise<T[]> {
+  const r = await result;
+  if (Array.isArray(r) && r.length === 2 && Array.isArray(r[0]) && typeof r[1] === 'number') return r[0] as T[];
+  return r as T[];
 }
 
 /**
@@ -30,7 +40,7 @@ export class RegionDatabase<R extends string = string> {
   ) {}
 
   query<T = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<T[]> {
-    return this.dataSource.query(sql, params);
+    return rowsOf<T>(this.dataSource.query(sql, params));
   }
 }
 

@@ -179,7 +179,11 @@ export function buildProvider(deps: ProviderDeps): Provider {
             const account = (ctx as KoaContextWithOIDC).oidc?.account as { residency?: unknown } | undefined;
             const stored = account?.residency;
             // Fail closed: a subject without a residency decision gets no token.
-            if (!isResidency(stored)) throw new errors.InvalidGrant('no residency decision is recorded for this subject');
+            if (!isResidency(stored)) {
+              const err = new errors.InvalidGrant('no residency decision is recorded for this subject');
+              err.error_description = 'no residency decision is recorded for this subject: sign in again';
+              throw err;
+            }
             residency = stored;
           } else {
             residency = clientResidency(deps.region, deps.jurisdiction);
