@@ -107,7 +107,6 @@ describe('broker start — a missing or malformed variable stops the process wit
     expect(lines, exit.output).toHaveLength(1);
     expect(lines[0]).toMatch(new RegExp(`^config error: ${variable} `));
     expect(lines[0]).toMatch(says);
-    console.log(JSON.stringify(exit.stderr));
   });
 
   it('reports every bad variable at once, one line each', async () => {
@@ -173,7 +172,6 @@ describe('broker start — databases', () => {
         ))(),
     ]);
 
-    console.log(JSON.stringify([otherKek.output, usOnEu.output]));
     expectRefused(otherKek, [kekA, kekB, ADMIN_SECRET]);
     expect(stderrLines(otherKek).some((l) => l.includes('MERIDIAN_KEK')), otherKek.output).toBe(true);
 

@@ -29,6 +29,11 @@ export class BrokerErrorFilter implements ExceptionFilter {
         res.status(body.status).json({ error: body.error, error_description: body.description });
         return;
       }
+      if (status === 503 && typeof body === 'object' && body !== null && 'details' in body) {
+        // @nestjs/terminus readiness answer: which dependency is down, nothing more.
+        res.status(503).json(body);
+        return;
+      }
       const message =
         typeof body === 'object' && body !== null && 'message' in body
           ? (body as { message: unknown }).message
