@@ -8,7 +8,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
 import { Client } from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adminCall, freshDatabases, startInProcessBroker, tokenRequest, type InProcessBroker } from './support/broker';
+import {
+  adminCall,
+  freshDatabases,
+  startInProcessBroker,
+  tokenRequest,
+  type InProcessBroker,
+} from './support/broker';
 
 const API = 'https://api.flow.example';
 const REDIRECT = 'https://app.flow.example/cb';
@@ -49,13 +55,23 @@ async function issueCode(challenge: string, scope = 'openid offline_access api:r
 async function redeem(code: string, verifier?: string, redirectUri = REDIRECT) {
   return tokenRequest(
     broker.url,
-    { grant_type: 'authorization_code', code, redirect_uri: redirectUri, resource: API, ...(verifier ? { code_verifier: verifier } : {}) },
+    {
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: redirectUri,
+      resource: API,
+      ...(verifier ? { code_verifier: verifier } : {}),
+    },
     app,
   );
 }
 
 async function refresh(refreshToken: string) {
-  return tokenRequest(broker.url, { grant_type: 'refresh_token', refresh_token: refreshToken, resource: API }, app);
+  return tokenRequest(
+    broker.url,
+    { grant_type: 'refresh_token', refresh_token: refreshToken, resource: API },
+    app,
+  );
 }
 
 async function introspect(token: string) {
@@ -73,7 +89,15 @@ async function introspect(token: string) {
 beforeAll(async () => {
   dbs = await freshDatabases('flow');
   broker = await startInProcessBroker({ controlUrl: dbs.control.url, regionUrl: dbs.region.eu!.url });
-  expect((await adminCall(broker, 'PUT', '/admin/resources/api', { audience: API, scopes: ['api:read'], region: 'eu' })).status).toBe(201);
+  expect(
+    (
+      await adminCall(broker, 'PUT', '/admin/resources/api', {
+        audience: API,
+        scopes: ['api:read'],
+        region: 'eu',
+      })
+    ).status,
+  ).toBe(201);
   const put = await adminCall(broker, 'PUT', `/admin/clients/${app.clientId}`, {
     client_secret: app.clientSecret,
     redirect_uris: [REDIRECT],
@@ -103,11 +127,15 @@ describe('RFC 6749 §4.1 + RFC 7636 — authorization code with PKCE', () => {
     expect(status).toBe(200);
     expect(body.refresh_token).toBeTruthy();
     expect(body.id_token).toBeTruthy();
-    const { payload } = await jwtVerify(body.access_token as string, createRemoteJWKSet(new URL(`${broker.url}/jwks`)), {
-      issuer: broker.issuer,
-      audience: API,
-      typ: 'at+jwt',
-    });
+    const { payload } = await jwtVerify(
+      body.access_token as string,
+      createRemoteJWKSet(new URL(`${broker.url}/jwks`)),
+      {
+        issuer: broker.issuer,
+        audience: API,
+        typ: 'at+jwt',
+      },
+    );
     expect(payload.sub).toBe(SUB);
     expect(payload.client_id).toBe(app.clientId);
     expect(payload.residency).toEqual(RESIDENCY);
@@ -153,7 +181,11 @@ describe('RFC 6749 §4.1 + RFC 7636 — authorization code with PKCE', () => {
   it('RFC 6749 §4.1.2 — of two parallel redemptions of one code exactly one succeeds', async () => {
     const { verifier, challenge } = pkce();
     const { code } = await issueCode(challenge);
-    const results = await Promise.all([redeem(code, verifier), redeem(code, verifier), redeem(code, verifier)]);
+    const results = await Promise.all([
+      redeem(code, verifier),
+      redeem(code, verifier),
+      redeem(code, verifier),
+    ]);
     expect(results.filter((r) => r.status === 200).length).toBe(1);
     expect(results.filter((r) => r.status === 400).length).toBe(2);
     expect(results.filter((r) => r.status === 400).every((r) => r.body.error === 'invalid_grant')).toBe(true);
@@ -191,10 +223,14 @@ describe('RFC 9700 §4.14.2 — refresh token rotation and reuse detection', () 
     const { verifier, challenge } = pkce();
     const { code } = await issueCode(challenge);
     const t0 = await redeem(code, verifier);
-    const results = await Promise.all([refresh(t0.body.refresh_token as string), refresh(t0.body.refresh_token as string)]);
+    const results = await Promise.all([
+      refresh(t0.body.refresh_token as string),
+      refresh(t0.body.refresh_token as string),
+    ]);
     const ok = results.filter((r) => r.status === 200);
     expect(ok.length).toBe(1);
-    for (const r of ok) expect((await refresh(r.body.refresh_token as string)).body.error).toBe('invalid_grant');
+    for (const r of ok)
+      expect((await refresh(r.body.refresh_token as string)).body.error).toBe('invalid_grant');
   });
 
   it('refuses to issue a token about a subject with no residency decision (fail closed)', async () => {

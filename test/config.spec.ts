@@ -60,7 +60,10 @@ function expectRefused(exit: Exit, secrets: string[]): void {
   for (const secret of secrets) expect(exit.output).not.toContain(secret);
 }
 
-function envWith(port: number, changes: Record<string, string | undefined>): Record<string, string | undefined> {
+function envWith(
+  port: number,
+  changes: Record<string, string | undefined>,
+): Record<string, string | undefined> {
   const env: Record<string, string | undefined> = {
     ...brokerEnv({
       port,
@@ -83,40 +86,103 @@ const SECRETS = [KEK, ADMIN_SECRET, DB_PASSWORD];
 describe('broker start — a missing or malformed variable stops the process with one line naming it', () => {
   const cases: [string, string, Record<string, string | undefined>, RegExp][] = [
     // [label, variable, env changes, what the line says]
-    ['MERIDIAN_REGION is missing', 'MERIDIAN_REGION', { MERIDIAN_REGION: undefined }, /MERIDIAN_REGION is required/],
-    ['MERIDIAN_ISSUER is missing', 'MERIDIAN_ISSUER', { MERIDIAN_ISSUER: undefined }, /MERIDIAN_ISSUER is required/],
+    [
+      'MERIDIAN_REGION is missing',
+      'MERIDIAN_REGION',
+      { MERIDIAN_REGION: undefined },
+      /MERIDIAN_REGION is required/,
+    ],
+    [
+      'MERIDIAN_ISSUER is missing',
+      'MERIDIAN_ISSUER',
+      { MERIDIAN_ISSUER: undefined },
+      /MERIDIAN_ISSUER is required/,
+    ],
     ['MERIDIAN_KEK is missing', 'MERIDIAN_KEK', { MERIDIAN_KEK: undefined }, /MERIDIAN_KEK is required/],
-    ['MERIDIAN_ADMIN_CLIENT_ID is missing', 'MERIDIAN_ADMIN_CLIENT_ID', { MERIDIAN_ADMIN_CLIENT_ID: undefined }, /MERIDIAN_ADMIN_CLIENT_ID is required/],
-    ['MERIDIAN_ADMIN_CLIENT_SECRET is missing', 'MERIDIAN_ADMIN_CLIENT_SECRET', { MERIDIAN_ADMIN_CLIENT_SECRET: undefined }, /MERIDIAN_ADMIN_CLIENT_SECRET is required/],
-    ['MERIDIAN_REGION is not a region id', 'MERIDIAN_REGION', { MERIDIAN_REGION: 'EU West' }, /MERIDIAN_REGION must be/],
-    ['MERIDIAN_ISSUER is http on a public host', 'MERIDIAN_ISSUER', { MERIDIAN_ISSUER: 'http://eu.id.example.com' }, /MERIDIAN_ISSUER must use https/],
-    ['MERIDIAN_KEK is "abc"', 'MERIDIAN_KEK', { MERIDIAN_KEK: 'abc' }, /MERIDIAN_KEK must be base64 of 32 bytes/],
-    ['MERIDIAN_KEK is 16 bytes', 'MERIDIAN_KEK', { MERIDIAN_KEK: randomBytes(16).toString('base64') }, /MERIDIAN_KEK must be base64 of 32 bytes/],
-    ['MERIDIAN_ADMIN_CLIENT_ID has a space', 'MERIDIAN_ADMIN_CLIENT_ID', { MERIDIAN_ADMIN_CLIENT_ID: 'test admin' }, /MERIDIAN_ADMIN_CLIENT_ID must be/],
-    ['MERIDIAN_ADMIN_CLIENT_SECRET is short', 'MERIDIAN_ADMIN_CLIENT_SECRET', { MERIDIAN_ADMIN_CLIENT_SECRET: 'short-admin-secret' }, /MERIDIAN_ADMIN_CLIENT_SECRET must be at least 32 characters/],
+    [
+      'MERIDIAN_ADMIN_CLIENT_ID is missing',
+      'MERIDIAN_ADMIN_CLIENT_ID',
+      { MERIDIAN_ADMIN_CLIENT_ID: undefined },
+      /MERIDIAN_ADMIN_CLIENT_ID is required/,
+    ],
+    [
+      'MERIDIAN_ADMIN_CLIENT_SECRET is missing',
+      'MERIDIAN_ADMIN_CLIENT_SECRET',
+      { MERIDIAN_ADMIN_CLIENT_SECRET: undefined },
+      /MERIDIAN_ADMIN_CLIENT_SECRET is required/,
+    ],
+    [
+      'MERIDIAN_REGION is not a region id',
+      'MERIDIAN_REGION',
+      { MERIDIAN_REGION: 'EU West' },
+      /MERIDIAN_REGION must be/,
+    ],
+    [
+      'MERIDIAN_ISSUER is http on a public host',
+      'MERIDIAN_ISSUER',
+      { MERIDIAN_ISSUER: 'http://eu.id.example.com' },
+      /MERIDIAN_ISSUER must use https/,
+    ],
+    [
+      'MERIDIAN_KEK is "abc"',
+      'MERIDIAN_KEK',
+      { MERIDIAN_KEK: 'abc' },
+      /MERIDIAN_KEK must be base64 of 32 bytes/,
+    ],
+    [
+      'MERIDIAN_KEK is 16 bytes',
+      'MERIDIAN_KEK',
+      { MERIDIAN_KEK: randomBytes(16).toString('base64') },
+      /MERIDIAN_KEK must be base64 of 32 bytes/,
+    ],
+    [
+      'MERIDIAN_ADMIN_CLIENT_ID has a space',
+      'MERIDIAN_ADMIN_CLIENT_ID',
+      { MERIDIAN_ADMIN_CLIENT_ID: 'test admin' },
+      /MERIDIAN_ADMIN_CLIENT_ID must be/,
+    ],
+    [
+      'MERIDIAN_ADMIN_CLIENT_SECRET is short',
+      'MERIDIAN_ADMIN_CLIENT_SECRET',
+      { MERIDIAN_ADMIN_CLIENT_SECRET: 'short-admin-secret' },
+      /MERIDIAN_ADMIN_CLIENT_SECRET must be at least 32 characters/,
+    ],
     ['PORT is not a number', 'PORT', { PORT: 'eighty' }, /PORT must be a TCP port number/],
     ['PORT is out of range', 'PORT', { PORT: '70000' }, /PORT must be a TCP port number/],
   ];
 
-  it.concurrent.each(cases)('exits non-zero within seconds when %s', async (_label, variable, changes, says) => {
-    const env = envWith(await freePort(), changes);
-    const exit = await runUntilExit(env, CONFIG_EXIT_MS);
-    const secrets = [...SECRETS, ...Object.values(changes).filter((v): v is string => !!v && v.length >= 8)];
-    expectRefused(exit, secrets);
-    const lines = configErrorLines(exit);
-    expect(lines, exit.output).toHaveLength(1);
-    expect(lines[0]).toMatch(new RegExp(`^config error: ${variable} `));
-    expect(lines[0]).toMatch(says);
-  });
+  it.concurrent.each(cases)(
+    'exits non-zero within seconds when %s',
+    async (_label, variable, changes, says) => {
+      const env = envWith(await freePort(), changes);
+      const exit = await runUntilExit(env, CONFIG_EXIT_MS);
+      const secrets = [
+        ...SECRETS,
+        ...Object.values(changes).filter((v): v is string => !!v && v.length >= 8),
+      ];
+      expectRefused(exit, secrets);
+      const lines = configErrorLines(exit);
+      expect(lines, exit.output).toHaveLength(1);
+      expect(lines[0]).toMatch(new RegExp(`^config error: ${variable} `));
+      expect(lines[0]).toMatch(says);
+    },
+  );
 
   it('reports every bad variable at once, one line each', async () => {
-    const env = envWith(await freePort(), { MERIDIAN_KEK: 'abc', PORT: 'eighty', MERIDIAN_REGION: undefined });
+    const env = envWith(await freePort(), {
+      MERIDIAN_KEK: 'abc',
+      PORT: 'eighty',
+      MERIDIAN_REGION: undefined,
+    });
     const exit = await runUntilExit(env, CONFIG_EXIT_MS);
     expectRefused(exit, SECRETS);
     const lines = configErrorLines(exit);
     expect(lines, exit.output).toHaveLength(3);
     for (const variable of ['MERIDIAN_REGION', 'PORT', 'MERIDIAN_KEK'])
-      expect(lines.filter((l) => l.startsWith(`config error: ${variable} `)), variable).toHaveLength(1);
+      expect(
+        lines.filter((l) => l.startsWith(`config error: ${variable} `)),
+        variable,
+      ).toHaveLength(1);
   });
 });
 
@@ -128,7 +194,12 @@ describe('broker start — databases', () => {
   beforeAll(async () => {
     dbs = await freshDatabases('config_start', ['eu']);
     // Initialise the databases once with KEK A: migrations, region marker `eu`, signing keys.
-    const eu = await spawnBroker({ controlUrl: dbs.control.url, regionUrl: dbs.region.eu!.url, kek: kekA, adminClientSecret: ADMIN_SECRET });
+    const eu = await spawnBroker({
+      controlUrl: dbs.control.url,
+      regionUrl: dbs.region.eu!.url,
+      kek: kekA,
+      adminClientSecret: ADMIN_SECRET,
+    });
     await eu.stop();
   });
 
@@ -144,7 +215,10 @@ describe('broker start — databases', () => {
     });
     const exit = await runUntilExit(env, STARTUP_EXIT_MS);
     expectRefused(exit, SECRETS);
-    expect(stderrLines(exit).some((l) => l.includes('CONTROL_DATABASE_URL')), exit.output).toBe(true);
+    expect(
+      stderrLines(exit).some((l) => l.includes('CONTROL_DATABASE_URL')),
+      exit.output,
+    ).toBe(true);
   });
 
   it('exits non-zero naming REGION_DATABASE_URL when only the region database is unreachable', async () => {
@@ -155,32 +229,59 @@ describe('broker start — databases', () => {
     });
     const exit = await runUntilExit(env, STARTUP_EXIT_MS);
     expectRefused(exit, SECRETS);
-    expect(stderrLines(exit).some((l) => l.includes('REGION_DATABASE_URL')), exit.output).toBe(true);
+    expect(
+      stderrLines(exit).some((l) => l.includes('REGION_DATABASE_URL')),
+      exit.output,
+    ).toBe(true);
   });
 
   it('refuses a second start with a different MERIDIAN_KEK, and a us broker on the eu region database', async () => {
     const [otherKek, usOnEu] = await Promise.all([
       (async () =>
         runUntilExit(
-          brokerEnv({ port: await freePort(), controlUrl: dbs.control.url, regionUrl: dbs.region.eu!.url, kek: kekB, adminClientSecret: ADMIN_SECRET }),
+          brokerEnv({
+            port: await freePort(),
+            controlUrl: dbs.control.url,
+            regionUrl: dbs.region.eu!.url,
+            kek: kekB,
+            adminClientSecret: ADMIN_SECRET,
+          }),
           STARTUP_EXIT_MS,
         ))(),
       (async () =>
         runUntilExit(
-          brokerEnv({ region: 'us', port: await freePort(), controlUrl: dbs.control.url, regionUrl: dbs.region.eu!.url, kek: kekA, adminClientSecret: ADMIN_SECRET }),
+          brokerEnv({
+            region: 'us',
+            port: await freePort(),
+            controlUrl: dbs.control.url,
+            regionUrl: dbs.region.eu!.url,
+            kek: kekA,
+            adminClientSecret: ADMIN_SECRET,
+          }),
           STARTUP_EXIT_MS,
         ))(),
     ]);
 
     expectRefused(otherKek, [kekA, kekB, ADMIN_SECRET]);
-    expect(stderrLines(otherKek).some((l) => l.includes('MERIDIAN_KEK')), otherKek.output).toBe(true);
+    expect(
+      stderrLines(otherKek).some((l) => l.includes('MERIDIAN_KEK')),
+      otherKek.output,
+    ).toBe(true);
 
     expectRefused(usOnEu, [kekA, ADMIN_SECRET]);
-    expect(stderrLines(usOnEu).some((l) => /REGION_DATABASE_URL.*\beu\b/.test(l)), usOnEu.output).toBe(true);
+    expect(
+      stderrLines(usOnEu).some((l) => /REGION_DATABASE_URL.*\beu\b/.test(l)),
+      usOnEu.output,
+    ).toBe(true);
   });
 
   it('still starts with the original MERIDIAN_KEK afterwards: a refused start changes nothing', async () => {
-    const eu = await spawnBroker({ controlUrl: dbs.control.url, regionUrl: dbs.region.eu!.url, kek: kekA, adminClientSecret: ADMIN_SECRET });
+    const eu = await spawnBroker({
+      controlUrl: dbs.control.url,
+      regionUrl: dbs.region.eu!.url,
+      kek: kekA,
+      adminClientSecret: ADMIN_SECRET,
+    });
     try {
       const res = await fetch(`${eu.url}/.well-known/openid-configuration`);
       expect(res.status).toBe(200);

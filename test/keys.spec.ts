@@ -4,7 +4,15 @@
  */
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adminCall, freshDatabases, newKek, registerService, spawnBroker, tokenRequest, type SpawnedBroker } from './support/broker';
+import {
+  adminCall,
+  freshDatabases,
+  newKek,
+  registerService,
+  spawnBroker,
+  tokenRequest,
+  type SpawnedBroker,
+} from './support/broker';
 
 const API = 'https://api.keys.example';
 let dbs: Awaited<ReturnType<typeof freshDatabases>>;
@@ -17,7 +25,11 @@ async function jwks(url: string): Promise<JSONWebKeySet> {
 }
 
 async function token(url: string) {
-  const { status, body } = await tokenRequest(url, { grant_type: 'client_credentials', resource: API, scope: 'api:read' }, client);
+  const { status, body } = await tokenRequest(
+    url,
+    { grant_type: 'client_credentials', resource: API, scope: 'api:read' },
+    client,
+  );
   expect(status).toBe(200);
   return body.access_token as string;
 }
@@ -29,7 +41,13 @@ async function verifyWith(set: JSONWebKeySet, jwt: string, issuer: string) {
 beforeAll(async () => {
   dbs = await freshDatabases('keys', ['eu', 'us']);
   eu = await spawnBroker({ controlUrl: dbs.control.url, regionUrl: dbs.region.eu!.url, kek });
-  client = await registerService(eu, { resourceId: 'api', audience: API, scopes: ['api:read'], clientId: 'keys-client', clientScope: 'api:read' });
+  client = await registerService(eu, {
+    resourceId: 'api',
+    audience: API,
+    scopes: ['api:read'],
+    clientId: 'keys-client',
+    clientScope: 'api:read',
+  });
 });
 
 afterAll(async () => {
@@ -74,7 +92,13 @@ describe('key rotation', () => {
 
   it('lets two broker processes of one region sign with keys that both publish', async () => {
     // Replicas share the region's issuer (one public URL behind a load balancer).
-    const replica = await spawnBroker({ controlUrl: dbs.control.url, regionUrl: dbs.region.eu!.url, kek, adminClientSecret: eu.adminClientSecret, issuer: eu.issuer });
+    const replica = await spawnBroker({
+      controlUrl: dbs.control.url,
+      regionUrl: dbs.region.eu!.url,
+      kek,
+      adminClientSecret: eu.adminClientSecret,
+      issuer: eu.issuer,
+    });
     try {
       const fromA = await token(eu.url);
       const fromB = await token(replica.url);
@@ -91,7 +115,11 @@ describe('key rotation', () => {
 
 describe('trust bundle', () => {
   it('lists every region of the control plane with its issuer and public JWKS only', async () => {
-    const us = await spawnBroker({ region: 'us', controlUrl: dbs.control.url, regionUrl: dbs.region.us!.url });
+    const us = await spawnBroker({
+      region: 'us',
+      controlUrl: dbs.control.url,
+      regionUrl: dbs.region.us!.url,
+    });
     try {
       const bundle = (await (await fetch(`${eu.url}/.well-known/meridian/trust-bundle`)).json()) as {
         regions: { region: string; issuer: string; jwks: JSONWebKeySet }[];
@@ -99,13 +127,24 @@ describe('trust bundle', () => {
       const byRegion = Object.fromEntries(bundle.regions.map((r) => [r.region, r]));
       expect(byRegion.eu?.issuer).toBe(eu.issuer);
       expect(byRegion.us?.issuer).toBe(us.issuer);
-      expect(byRegion.us!.jwks.keys.map((k) => k.kid).sort()).toEqual((await jwks(us.url)).keys.map((k) => k.kid).sort());
+      expect(byRegion.us!.jwks.keys.map((k) => k.kid).sort()).toEqual(
+        (await jwks(us.url)).keys.map((k) => k.kid).sort(),
+      );
       for (const r of bundle.regions) for (const k of r.jwks.keys) expect(k).not.toHaveProperty('d');
       // A token from us verifies with the bundle fetched from eu.
-      const usToken = await tokenRequest(us.url, { grant_type: 'client_credentials', resource: API, scope: 'api:read' }, client);
+      const usToken = await tokenRequest(
+        us.url,
+        { grant_type: 'client_credentials', resource: API, scope: 'api:read' },
+        client,
+      );
       expect(usToken.status).toBe(200);
-      await expect(verifyWith(byRegion.us!.jwks, usToken.body.access_token as string, us.issuer)).resolves.toBeTruthy();
-      expect((await verifyWith(byRegion.us!.jwks, usToken.body.access_token as string, us.issuer)).payload.residency).toMatchObject({ region: 'us', jurisdiction: 'US' });
+      await expect(
+        verifyWith(byRegion.us!.jwks, usToken.body.access_token as string, us.issuer),
+      ).resolves.toBeTruthy();
+      expect(
+        (await verifyWith(byRegion.us!.jwks, usToken.body.access_token as string, us.issuer)).payload
+          .residency,
+      ).toMatchObject({ region: 'us', jurisdiction: 'US' });
     } finally {
       await us.stop();
     }

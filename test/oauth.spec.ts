@@ -5,7 +5,15 @@
  */
 import { SignJWT, createRemoteJWKSet, decodeJwt, exportJWK, generateKeyPair, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adminCall, adminToken, freshDatabases, registerService, spawnBroker, tokenRequest, type SpawnedBroker } from './support/broker';
+import {
+  adminCall,
+  adminToken,
+  freshDatabases,
+  registerService,
+  spawnBroker,
+  tokenRequest,
+  type SpawnedBroker,
+} from './support/broker';
 
 let broker: SpawnedBroker;
 let dbs: Awaited<ReturnType<typeof freshDatabases>>;
@@ -37,8 +45,21 @@ beforeAll(async () => {
     clientScope: 'orders:read',
     ttl: 120,
   });
-  await registerService(broker, { resourceId: 'billing', audience: BILLING, scopes: ['billing:read'], clientId: 'billing-client', clientScope: 'billing:read' });
-  await registerService(broker, { resourceId: 'short', audience: SHORT, scopes: ['s'], clientId: 'short-client', clientScope: 's', ttl: 1 });
+  await registerService(broker, {
+    resourceId: 'billing',
+    audience: BILLING,
+    scopes: ['billing:read'],
+    clientId: 'billing-client',
+    clientScope: 'billing:read',
+  });
+  await registerService(broker, {
+    resourceId: 'short',
+    audience: SHORT,
+    scopes: ['s'],
+    clientId: 'short-client',
+    clientScope: 's',
+    ttl: 1,
+  });
 });
 
 afterAll(async () => {
@@ -53,35 +74,59 @@ describe('OpenID Connect Discovery 1.0 §3 — provider metadata', () => {
     });
     const meta = (await res.json()) as Record<string, unknown>;
     expect(meta.issuer).toBe(broker.issuer);
-    for (const key of ['authorization_endpoint', 'token_endpoint', 'jwks_uri', 'introspection_endpoint', 'revocation_endpoint', 'userinfo_endpoint', 'end_session_endpoint']) {
+    for (const key of [
+      'authorization_endpoint',
+      'token_endpoint',
+      'jwks_uri',
+      'introspection_endpoint',
+      'revocation_endpoint',
+      'userinfo_endpoint',
+      'end_session_endpoint',
+    ]) {
       expect(String(meta[key]).startsWith(`${broker.issuer}/`), key).toBe(true);
     }
   });
 
   it('offers only the code response type and only S256 PKCE (RFC 9700 §2.1.1)', async () => {
-    const meta = (await (await fetch(`${broker.url}/.well-known/openid-configuration`)).json()) as Record<string, unknown>;
+    const meta = (await (await fetch(`${broker.url}/.well-known/openid-configuration`)).json()) as Record<
+      string,
+      unknown
+    >;
     expect(meta.response_types_supported).toEqual(['code']);
     expect(meta.code_challenge_methods_supported).toEqual(['S256']);
   });
 
   it('announces RFC 9207 iss in authorization responses', async () => {
-    const meta = (await (await fetch(`${broker.url}/.well-known/openid-configuration`)).json()) as Record<string, unknown>;
+    const meta = (await (await fetch(`${broker.url}/.well-known/openid-configuration`)).json()) as Record<
+      string,
+      unknown
+    >;
     expect(meta.authorization_response_iss_parameter_supported).toBe(true);
   });
 
   it('offers no "none" and no HMAC algorithm anywhere (RFC 8725 §3.1)', async () => {
-    const meta = (await (await fetch(`${broker.url}/.well-known/openid-configuration`)).json()) as Record<string, unknown>;
+    const meta = (await (await fetch(`${broker.url}/.well-known/openid-configuration`)).json()) as Record<
+      string,
+      unknown
+    >;
     for (const [key, value] of Object.entries(meta)) {
       if (!key.endsWith('alg_values_supported')) continue;
       expect(value, key).not.toContain('none');
-      expect((value as string[]).some((a) => a.startsWith('HS')), key).toBe(false);
+      expect(
+        (value as string[]).some((a) => a.startsWith('HS')),
+        key,
+      ).toBe(false);
     }
   });
 });
 
 describe('RFC 6749 §4.4 client_credentials with RFC 8707 resource indicators', () => {
   it('issues a token whose aud is exactly the requested resource', async () => {
-    const { status, body } = await tokenRequest(broker.url, { grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read' }, orders);
+    const { status, body } = await tokenRequest(
+      broker.url,
+      { grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read' },
+      orders,
+    );
     expect(status).toBe(200);
     const claims = decodeJwt(body.access_token as string);
     expect(claims.aud).toBe(ORDERS);
@@ -89,25 +134,41 @@ describe('RFC 6749 §4.4 client_credentials with RFC 8707 resource indicators', 
   });
 
   it('RFC 8707 §2 — refuses a resource the client is not permitted with invalid_target', async () => {
-    const { status, body } = await tokenRequest(broker.url, { grant_type: 'client_credentials', resource: BILLING, scope: 'billing:read' }, orders);
+    const { status, body } = await tokenRequest(
+      broker.url,
+      { grant_type: 'client_credentials', resource: BILLING, scope: 'billing:read' },
+      orders,
+    );
     expect(status).toBe(400);
     expect(body.error).toBe('invalid_target');
   });
 
   it('RFC 8707 §2 — refuses an unknown resource with invalid_target', async () => {
-    const { status, body } = await tokenRequest(broker.url, { grant_type: 'client_credentials', resource: 'https://nobody.example' }, orders);
+    const { status, body } = await tokenRequest(
+      broker.url,
+      { grant_type: 'client_credentials', resource: 'https://nobody.example' },
+      orders,
+    );
     expect(status).toBe(400);
     expect(body.error).toBe('invalid_target');
   });
 
   it('RFC 6749 §3.3 — does not grant a scope the client was not registered for', async () => {
-    const { status, body } = await tokenRequest(broker.url, { grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read orders:write' }, orders);
+    const { status, body } = await tokenRequest(
+      broker.url,
+      { grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read orders:write' },
+      orders,
+    );
     expect(status).toBe(200);
     expect(decodeJwt(body.access_token as string).scope).toBe('orders:read');
   });
 
   it('RFC 6749 §5.2 — answers a wrong secret with 401 invalid_client', async () => {
-    const { status, body } = await tokenRequest(broker.url, { grant_type: 'client_credentials', resource: ORDERS }, { ...orders, clientSecret: `${orders.clientSecret}x` });
+    const { status, body } = await tokenRequest(
+      broker.url,
+      { grant_type: 'client_credentials', resource: ORDERS },
+      { ...orders, clientSecret: `${orders.clientSecret}x` },
+    );
     expect(status).toBe(401);
     expect(body.error).toBe('invalid_client');
   });
@@ -115,17 +176,28 @@ describe('RFC 6749 §4.4 client_credentials with RFC 8707 resource indicators', 
   it('RFC 6749 §2.3.1 — accepts client_secret_post for a client registered for it', async () => {
     const token = await adminToken(broker);
     const secret = 'post-secret-0123456789abcdefghijklmnop';
-    const put = await adminCall(broker, 'PUT', '/admin/clients/post-client', {
-      client_secret: secret,
-      redirect_uris: [],
-      grant_types: ['client_credentials'],
-      response_types: [],
-      token_endpoint_auth_method: 'client_secret_post',
-      scope: 'orders:read',
-      resources: [ORDERS],
-    }, token);
+    const put = await adminCall(
+      broker,
+      'PUT',
+      '/admin/clients/post-client',
+      {
+        client_secret: secret,
+        redirect_uris: [],
+        grant_types: ['client_credentials'],
+        response_types: [],
+        token_endpoint_auth_method: 'client_secret_post',
+        scope: 'orders:read',
+        resources: [ORDERS],
+      },
+      token,
+    );
     expect(put.status).toBe(201);
-    const { status, body } = await tokenRequest(broker.url, { grant_type: 'client_credentials', resource: ORDERS, client_id: 'post-client', client_secret: secret });
+    const { status, body } = await tokenRequest(broker.url, {
+      grant_type: 'client_credentials',
+      resource: ORDERS,
+      client_id: 'post-client',
+      client_secret: secret,
+    });
     expect(status).toBe(200);
     expect(decodeJwt(body.access_token as string).client_id).toBe('post-client');
   });
@@ -144,7 +216,7 @@ describe('RFC 6749 §4.4 client_credentials with RFC 8707 resource indicators', 
     });
     expect(put.status).toBe(201);
     expect(put.body.client_secret).toBeUndefined();
-    const assertion = (key: Parameters<SignJWT["sign"]>[0]) =>
+    const assertion = (key: Parameters<SignJWT['sign']>[0]) =>
       new SignJWT({})
         .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
         .setIssuer('pkjwt-client')
@@ -164,7 +236,10 @@ describe('RFC 6749 §4.4 client_credentials with RFC 8707 resource indicators', 
     const ok = await tokenRequest(broker.url, { ...params, client_assertion: await assertion(privateKey) });
     expect(ok.status).toBe(200);
     const other = await generateKeyPair('ES256');
-    const bad = await tokenRequest(broker.url, { ...params, client_assertion: await assertion(other.privateKey) });
+    const bad = await tokenRequest(broker.url, {
+      ...params,
+      client_assertion: await assertion(other.privateKey),
+    });
     expect(bad.status).toBe(401);
     expect(bad.body.error).toBe('invalid_client');
   });
@@ -172,7 +247,11 @@ describe('RFC 6749 §4.4 client_credentials with RFC 8707 resource indicators', 
 
 describe('RFC 9068 — JWT access tokens', () => {
   it('verify against the JWKS with typ at+jwt and carry the CONTRACT claims, residency included', async () => {
-    const { body } = await tokenRequest(broker.url, { grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read' }, orders);
+    const { body } = await tokenRequest(
+      broker.url,
+      { grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read' },
+      orders,
+    );
     const jwks = createRemoteJWKSet(new URL(`${broker.url}/jwks`));
     const { payload, protectedHeader } = await jwtVerify(body.access_token as string, jwks, {
       issuer: broker.issuer,
@@ -180,13 +259,24 @@ describe('RFC 9068 — JWT access tokens', () => {
       typ: 'at+jwt',
     });
     expect(protectedHeader.alg).toBe('ES256');
-    expect(Object.keys(payload).sort()).toEqual(['aud', 'client_id', 'exp', 'iat', 'iss', 'jti', 'residency', 'scope', 'sub'].sort());
+    expect(Object.keys(payload).sort()).toEqual(
+      ['aud', 'client_id', 'exp', 'iat', 'iss', 'jti', 'residency', 'scope', 'sub'].sort(),
+    );
     expect(payload.sub).toBe('orders-client');
-    expect(payload.residency).toEqual({ region: 'eu', jurisdiction: 'EU', policy: 'none', processing: ['eu'] });
+    expect(payload.residency).toEqual({
+      region: 'eu',
+      jurisdiction: 'EU',
+      policy: 'none',
+      processing: ['eu'],
+    });
   });
 
   it('live no longer than the resource TTL', async () => {
-    const { body } = await tokenRequest(broker.url, { grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read' }, orders);
+    const { body } = await tokenRequest(
+      broker.url,
+      { grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read' },
+      orders,
+    );
     const { exp, iat } = decodeJwt(body.access_token as string);
     expect(exp! - iat!).toBe(120);
     expect(body.expires_in).toBeLessThanOrEqual(120);
@@ -195,10 +285,20 @@ describe('RFC 9068 — JWT access tokens', () => {
 
 describe('RFC 7662 — introspection of the broker’s own JWT access tokens', () => {
   it('answers active with the token’s claims for a live token', async () => {
-    const { body } = await tokenRequest(broker.url, { grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read' }, orders);
+    const { body } = await tokenRequest(
+      broker.url,
+      { grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read' },
+      orders,
+    );
     const r = await introspect(body.access_token as string);
     expect(r.status).toBe(200);
-    expect(r.body).toMatchObject({ active: true, aud: ORDERS, client_id: 'orders-client', iss: broker.issuer, scope: 'orders:read' });
+    expect(r.body).toMatchObject({
+      active: true,
+      aud: ORDERS,
+      client_id: 'orders-client',
+      iss: broker.issuer,
+      scope: 'orders:read',
+    });
     expect(r.body.residency).toMatchObject({ region: 'eu' });
   });
 
@@ -227,7 +327,19 @@ describe('RFC 7662 — introspection of the broker’s own JWT access tokens', (
     const short = await tokenRequest(
       broker.url,
       { grant_type: 'client_credentials', resource: SHORT, scope: 's' },
-      { clientId: 'short-client', clientSecret: (await registerService(broker, { resourceId: 'short', audience: SHORT, scopes: ['s'], clientId: 'short-client', clientScope: 's', ttl: 1 })).clientSecret },
+      {
+        clientId: 'short-client',
+        clientSecret: (
+          await registerService(broker, {
+            resourceId: 'short',
+            audience: SHORT,
+            scopes: ['s'],
+            clientId: 'short-client',
+            clientScope: 's',
+            ttl: 1,
+          })
+        ).clientSecret,
+      },
     );
     expect(short.status).toBe(200);
     await new Promise((r) => setTimeout(r, 2_100));
@@ -235,7 +347,11 @@ describe('RFC 7662 — introspection of the broker’s own JWT access tokens', (
   });
 
   it('RFC 7009 §2.1 — a revoked token introspects as {active:false}', async () => {
-    const { body } = await tokenRequest(broker.url, { grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read' }, orders);
+    const { body } = await tokenRequest(
+      broker.url,
+      { grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read' },
+      orders,
+    );
     const token = body.access_token as string;
     expect((await introspect(token)).body.active).toBe(true);
     const rev = await fetch(`${broker.url}/token/revocation`, {
@@ -251,7 +367,11 @@ describe('RFC 7662 — introspection of the broker’s own JWT access tokens', (
   });
 
   it('RFC 7009 §2.1 — a client cannot revoke another client’s token', async () => {
-    const { body } = await tokenRequest(broker.url, { grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read' }, orders);
+    const { body } = await tokenRequest(
+      broker.url,
+      { grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read' },
+      orders,
+    );
     const admin = { clientId: broker.adminClientId, clientSecret: broker.adminClientSecret };
     const rev = await fetch(`${broker.url}/token/revocation`, {
       method: 'POST',
@@ -266,7 +386,11 @@ describe('RFC 7662 — introspection of the broker’s own JWT access tokens', (
   });
 
   it('§2.1 — requires client authentication', async () => {
-    const { body } = await tokenRequest(broker.url, { grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read' }, orders);
+    const { body } = await tokenRequest(
+      broker.url,
+      { grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read' },
+      orders,
+    );
     const res = await fetch(`${broker.url}/token/introspection`, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
@@ -299,9 +423,12 @@ describe('authorization endpoint — RFC 9700 refusals and the pending login', (
   });
 
   const authorize = (params: Record<string, string>) =>
-    fetch(`${broker.url}/auth?${new URLSearchParams({ client_id: 'web-app', redirect_uri: redirectUri, response_type: 'code', scope: 'openid', state: 's1', ...params })}`, {
-      redirect: 'manual',
-    });
+    fetch(
+      `${broker.url}/auth?${new URLSearchParams({ client_id: 'web-app', redirect_uri: redirectUri, response_type: 'code', scope: 'openid', state: 's1', ...params })}`,
+      {
+        redirect: 'manual',
+      },
+    );
 
   function redirectParams(res: Response): URLSearchParams {
     const location = res.headers.get('location') ?? '';
@@ -324,13 +451,21 @@ describe('authorization endpoint — RFC 9700 refusals and the pending login', (
   });
 
   it('RFC 9700 §2.1.2 — refuses the implicit response type', async () => {
-    const res = await authorize({ response_type: 'token', code_challenge: challenge, code_challenge_method: 'S256' });
+    const res = await authorize({
+      response_type: 'token',
+      code_challenge: challenge,
+      code_challenge_method: 'S256',
+    });
     const location = res.headers.get('location') ?? '';
     expect(location).toContain('error=unsupported_response_type');
   });
 
   it('RFC 6749 §4.1.2.1 — never redirects to an unregistered redirect_uri', async () => {
-    const res = await authorize({ redirect_uri: 'https://evil.example/cb', code_challenge: challenge, code_challenge_method: 'S256' });
+    const res = await authorize({
+      redirect_uri: 'https://evil.example/cb',
+      code_challenge: challenge,
+      code_challenge_method: 'S256',
+    });
     expect(res.status).toBe(400);
     expect(res.headers.get('location')).toBeNull();
     const html = await res.text();
@@ -341,7 +476,10 @@ describe('authorization endpoint — RFC 9700 refusals and the pending login', (
   it('ends a valid request in an OAuth login_required redirect (no login method yet), with iss', async () => {
     let res = await authorize({ code_challenge: challenge, code_challenge_method: 'S256' });
     expect(res.status).toBe(303);
-    let cookies = res.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
+    let cookies = res.headers
+      .getSetCookie()
+      .map((c) => c.split(';')[0])
+      .join('; ');
     let location = res.headers.get('location')!;
     expect(location).toMatch(/\/interaction\//);
     for (let hop = 0; hop < 5 && !location.startsWith(redirectUri); hop++) {

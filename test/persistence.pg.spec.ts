@@ -36,7 +36,11 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.allSettled([eu?.dataSource.destroy(), us?.dataSource.destroy(), control?.dataSource.destroy()]);
+  await Promise.allSettled([
+    eu?.dataSource.destroy(),
+    us?.dataSource.destroy(),
+    control?.dataSource.destroy(),
+  ]);
   await dbs?.drop();
 });
 
@@ -44,7 +48,11 @@ describe('oidc-provider adapter on the region database', () => {
   it('consumes a single-use code exactly once when redeemed twice in parallel', async () => {
     const codes = new RegionPayloadAdapter('AuthorizationCode', eu);
     await codes.upsert('code-par', { grantId: 'g-par', accountId: 's' }, 60);
-    const results = await Promise.allSettled([codes.consume('code-par'), codes.consume('code-par'), codes.consume('code-par')]);
+    const results = await Promise.allSettled([
+      codes.consume('code-par'),
+      codes.consume('code-par'),
+      codes.consume('code-par'),
+    ]);
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
     const rejected = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     expect(rejected).toHaveLength(2);
@@ -100,16 +108,26 @@ describe('region isolation', () => {
     expect(await euSessions.find('sess-eu-only')).toBeDefined();
     expect(await usSessions.find('sess-eu-only')).toBeUndefined();
     expect(await usSessions.findByUid('uid-eu-only')).toBeUndefined();
-    const [{ n }] = await us.query<{ n: string }>(`select count(*) as n from oidc_payload where payload::text like '%person-in-eu%'`);
+    const [{ n }] = await us.query<{ n: string }>(
+      `select count(*) as n from oidc_payload where payload::text like '%person-in-eu%'`,
+    );
     expect(Number(n)).toBe(0);
   });
 
   it('refuses to bind a region database to a second region', async () => {
-    await expect(claimRegionDatabase(eu.dataSource, 'us')).rejects.toMatchObject({ code: 'ERR_REGION_DATABASE_MISMATCH' });
+    await expect(claimRegionDatabase(eu.dataSource, 'us')).rejects.toMatchObject({
+      code: 'ERR_REGION_DATABASE_MISMATCH',
+    });
   });
 
   it('keeps no personal-data tables in the control plane', async () => {
-    const tables = (await control.query<{ tablename: string }>(`select tablename from pg_tables where schemaname = 'public'`)).map((t) => t.tablename).sort();
+    const tables = (
+      await control.query<{ tablename: string }>(
+        `select tablename from pg_tables where schemaname = 'public'`,
+      )
+    )
+      .map((t) => t.tablename)
+      .sort();
     expect(tables).toEqual(['meridian_migrations', 'oidc_client', 'region', 'region_key', 'resource']);
   });
 });
@@ -117,7 +135,9 @@ describe('region isolation', () => {
 describe('migrations', () => {
   it('run once when several processes migrate at the same time (advisory lock)', async () => {
     const fresh = await freshDatabases('migr', ['eu']);
-    const sources = Array.from({ length: 4 }, () => createRegionDataSource({ url: fresh.region.eu!.url, poolSize: 2 }));
+    const sources = Array.from({ length: 4 }, () =>
+      createRegionDataSource({ url: fresh.region.eu!.url, poolSize: 2 }),
+    );
     try {
       await Promise.all(sources.map((s) => s.initialize()));
       const ran = await Promise.all(sources.map((s) => migrate(s)));
@@ -131,7 +151,9 @@ describe('migrations', () => {
 
 describe('audit trail', () => {
   it('is append-only: the database refuses updates and deletes', async () => {
-    await eu.query(`insert into audit_event (region, actor, action, target_type) values ('eu', 'tester', 'x', 'y')`);
+    await eu.query(
+      `insert into audit_event (region, actor, action, target_type) values ('eu', 'tester', 'x', 'y')`,
+    );
     await expect(eu.query(`update audit_event set actor = 'someone else'`)).rejects.toThrow(/append-only/);
     await expect(eu.query(`delete from audit_event`)).rejects.toThrow(/append-only/);
   });

@@ -4,7 +4,16 @@
  */
 import { Client } from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adminCall, adminToken, freshDatabases, newKek, registerService, spawnBroker, tokenRequest, type SpawnedBroker } from './support/broker';
+import {
+  adminCall,
+  adminToken,
+  freshDatabases,
+  newKek,
+  registerService,
+  spawnBroker,
+  tokenRequest,
+  type SpawnedBroker,
+} from './support/broker';
 import { dumpDatabase } from './support/dump';
 
 const API = 'https://api.ops.example';
@@ -29,9 +38,19 @@ async function withAdminPg<T>(fn: (c: Client) => Promise<T>): Promise<T> {
 beforeAll(async () => {
   dbs = await freshDatabases('ops');
   broker = await spawnBroker({ controlUrl: dbs.control.url, regionUrl: dbs.region.eu!.url, kek });
-  client = await registerService(broker, { resourceId: 'api', audience: API, scopes: ['api:read'], clientId: 'ops-client', clientScope: 'api:read' });
+  client = await registerService(broker, {
+    resourceId: 'api',
+    audience: API,
+    scopes: ['api:read'],
+    clientId: 'ops-client',
+    clientScope: 'api:read',
+  });
   for (let i = 0; i < 3; i++) {
-    const { body } = await tokenRequest(broker.url, { grant_type: 'client_credentials', resource: API, scope: 'api:read' }, client);
+    const { body } = await tokenRequest(
+      broker.url,
+      { grant_type: 'client_credentials', resource: API, scope: 'api:read' },
+      client,
+    );
     issued.push(body.access_token as string);
   }
   issued.push(await adminToken(broker));
@@ -71,7 +90,9 @@ describe('secrets at rest', () => {
       .output()
       .split('\n')
       .filter((l) => l.startsWith('{'));
-    const requests = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'request');
+    const requests = lines
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l.msg === 'request');
     expect(requests.length).toBeGreaterThan(0);
     for (const r of requests) {
       expect(r.reqId).toEqual(expect.any(String));
@@ -111,9 +132,15 @@ describe('health and metrics', () => {
   });
 
   it('counts token requests by grant type and outcome in Prometheus format', async () => {
-    await tokenRequest(broker.url, { grant_type: 'client_credentials', resource: API }, { ...client, clientSecret: 'wrong-secret-000000000000000000000000' });
+    await tokenRequest(
+      broker.url,
+      { grant_type: 'client_credentials', resource: API },
+      { ...client, clientSecret: 'wrong-secret-000000000000000000000000' },
+    );
     const text = await (await fetch(`${broker.url}/metrics`)).text();
-    expect(text).toMatch(/meridian_token_requests_total\{[^}]*grant_type="client_credentials"[^}]*outcome="success"[^}]*\} [1-9]/);
+    expect(text).toMatch(
+      /meridian_token_requests_total\{[^}]*grant_type="client_credentials"[^}]*outcome="success"[^}]*\} [1-9]/,
+    );
     expect(text).toMatch(/meridian_http_request_duration_seconds_bucket\{[^}]*route="token"/);
     expect(text).toMatch(/meridian_key_rotations_total\{[^}]*trigger="admin"[^}]*\} 1/);
   });
@@ -122,7 +149,11 @@ describe('health and metrics', () => {
 describe('graceful shutdown', () => {
   it('finishes in-flight requests on SIGTERM, then exits 0', async () => {
     const inflight = Array.from({ length: 20 }, () =>
-      tokenRequest(broker.url, { grant_type: 'client_credentials', resource: API, scope: 'api:read' }, client).then(
+      tokenRequest(
+        broker.url,
+        { grant_type: 'client_credentials', resource: API, scope: 'api:read' },
+        client,
+      ).then(
         (r) => r.status,
         () => 'reset',
       ),

@@ -21,7 +21,8 @@ async function main(): Promise<void> {
     broker = await startBroker(config, { logger });
   } catch (err) {
     const e = err as Error & { code?: string };
-    if (e.code === 'EADDRINUSE') process.stderr.write(`startup error: PORT ${config.port} is already in use\n`);
+    if (e.code === 'EADDRINUSE')
+      process.stderr.write(`startup error: PORT ${config.port} is already in use\n`);
     else process.stderr.write(`startup error: ${e.message}\n`);
     logger.debug({ err: { message: e.message, stack: e.stack } }, 'startup failed');
     process.exit(1);

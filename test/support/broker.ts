@@ -108,7 +108,7 @@ export async function spawnBroker(o: BrokerEnvOptions): Promise<SpawnedBroker> {
     await waitReady(`http://127.0.0.1:${port}`, proc.exited);
   } catch (err) {
     proc.child.kill('SIGKILL');
-    throw new Error(`${(err as Error).message}\n${proc.output()}`);
+    throw new Error(`${(err as Error).message}\n${proc.output()}`, { cause: err });
   }
   return {
     url: `http://127.0.0.1:${port}`,
@@ -136,7 +136,9 @@ export async function startInProcessBroker(o: BrokerEnvOptions): Promise<InProce
   const env = brokerEnv({ ...o, port, extra: { LOG_LEVEL: 'silent', ...o.extra } });
   const result = validateBrokerEnv(env);
   if (!result.ok) throw new Error(result.errors.join('\n'));
-  const running = await startBroker(result.config, { logger: createLogger({ level: 'silent', region: result.config.region }) });
+  const running = await startBroker(result.config, {
+    logger: createLogger({ level: 'silent', region: result.config.region }),
+  });
   return {
     url: env.MERIDIAN_ISSUER!,
     issuer: env.MERIDIAN_ISSUER!,
@@ -183,7 +185,10 @@ export async function tokenRequest(
   return { status: res.status, body: (await res.json()) as Record<string, unknown>, headers: res.headers };
 }
 
-export async function adminToken(broker: TestBroker, scope = 'meridian:admin meridian:compliance'): Promise<string> {
+export async function adminToken(
+  broker: TestBroker,
+  scope = 'meridian:admin meridian:compliance',
+): Promise<string> {
   const { status, body } = await tokenRequest(
     broker.url,
     { grant_type: 'client_credentials', resource: 'urn:meridian:admin', scope },
@@ -221,14 +226,27 @@ export async function adminCall(
 /** Registers a resource and a client_credentials client for it; returns the client's secret. */
 export async function registerService(
   broker: TestBroker,
-  o: { resourceId: string; audience: string; scopes: string[]; clientId: string; clientScope: string; ttl?: number; region?: string },
+  o: {
+    resourceId: string;
+    audience: string;
+    scopes: string[];
+    clientId: string;
+    clientScope: string;
+    ttl?: number;
+    region?: string;
+  },
 ): Promise<{ clientId: string; clientSecret: string }> {
   const token = await adminToken(broker);
   const r = await adminCall(
     broker,
     'PUT',
     `/admin/resources/${o.resourceId}`,
-    { audience: o.audience, scopes: o.scopes, region: o.region ?? 'eu', ...(o.ttl ? { accessTokenTtlSeconds: o.ttl } : {}) },
+    {
+      audience: o.audience,
+      scopes: o.scopes,
+      region: o.region ?? 'eu',
+      ...(o.ttl ? { accessTokenTtlSeconds: o.ttl } : {}),
+    },
     token,
   );
   if (r.status >= 300) throw new Error(`resource: ${r.status} ${JSON.stringify(r.body)}`);

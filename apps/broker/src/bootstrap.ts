@@ -23,7 +23,10 @@ export interface RunningBroker {
   close(): Promise<void>;
 }
 
-export async function startBroker(config: BrokerConfig, opts: { logger?: Logger } = {}): Promise<RunningBroker> {
+export async function startBroker(
+  config: BrokerConfig,
+  opts: { logger?: Logger } = {},
+): Promise<RunningBroker> {
   const logger = opts.logger ?? createLogger({ level: config.logLevel, region: config.region });
   const metrics = createBrokerMetrics(config.region);
   const runtime = await BrokerRuntime.start(config, logger, metrics);
@@ -31,11 +34,15 @@ export async function startBroker(config: BrokerConfig, opts: { logger?: Logger 
 
   const expressApp = express();
   expressApp.disable('x-powered-by');
-  const app = await NestFactory.create<NestExpressApplication>(BrokerModule.forRoot(state), new ExpressAdapter(expressApp), {
-    logger: new PinoNestLogger(logger.child({ component: 'nest' })),
-    bodyParser: false,
-    abortOnError: false,
-  });
+  const app = await NestFactory.create<NestExpressApplication>(
+    BrokerModule.forRoot(state),
+    new ExpressAdapter(expressApp),
+    {
+      logger: new PinoNestLogger(logger.child({ component: 'nest' })),
+      bodyParser: false,
+      abortOnError: false,
+    },
+  );
   // Small JSON bodies only; a malformed one is a 400 through the filter, not a trace.
   app.use(express.json({ limit: '64kb', strict: true, type: ['application/json', 'application/*+json'] }));
   app.useGlobalPipes(
@@ -53,7 +60,9 @@ export async function startBroker(config: BrokerConfig, opts: { logger?: Logger 
     app,
     new DocumentBuilder()
       .setTitle('Meridian admin and compliance API')
-      .setDescription(`Region ${config.region}. Bearer tokens from this broker for audience urn:meridian:admin.`)
+      .setDescription(
+        `Region ${config.region}. Bearer tokens from this broker for audience urn:meridian:admin.`,
+      )
       .setVersion('1')
       .addBearerAuth()
       .build(),
@@ -71,7 +80,10 @@ export async function startBroker(config: BrokerConfig, opts: { logger?: Logger 
     jwks: () => {
       const keys = runtime.keys;
       if (jwksCache.fingerprint !== keys.fingerprint) {
-        jwksCache = { fingerprint: keys.fingerprint, body: JSON.stringify({ keys: keys.published.map((k) => k.publicJwk) }) };
+        jwksCache = {
+          fingerprint: keys.fingerprint,
+          body: JSON.stringify({ keys: keys.published.map((k) => k.publicJwk) }),
+        };
       }
       return jwksCache.body;
     },

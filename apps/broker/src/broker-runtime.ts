@@ -82,9 +82,15 @@ export class BrokerRuntime {
       });
       controlUrl = await embedded.ensureDatabase('meridian_control');
       regionUrl = await embedded.ensureDatabase(`meridian_${config.region.replace(/-/g, '_')}`);
-      logger.warn('using the embedded development PostgreSQL under %s (not for production)', `${config.dataDir}/pg`);
+      logger.warn(
+        'using the embedded development PostgreSQL under %s (not for production)',
+        `${config.dataDir}/pg`,
+      );
     }
-    const control = createControlDataSource({ url: controlUrl, applicationName: `meridian-${config.region}-control` });
+    const control = createControlDataSource({
+      url: controlUrl,
+      applicationName: `meridian-${config.region}-control`,
+    });
     const region = createRegionDataSource({ url: regionUrl, applicationName: `meridian-${config.region}` });
     try {
       await control.initialize();
@@ -141,7 +147,9 @@ export class BrokerRuntime {
     await this.upsertAdminClient();
     this.rebuildProvider();
     this.refreshTimer = setInterval(() => {
-      this.tick().catch((err) => this.logger.error({ err: { message: (err as Error).message } }, 'key refresh failed'));
+      this.tick().catch((err) =>
+        this.logger.error({ err: { message: (err as Error).message } }, 'key refresh failed'),
+      );
     }, config.keyRefreshIntervalSeconds * 1000);
     this.refreshTimer.unref();
   }
@@ -196,7 +204,10 @@ export class BrokerRuntime {
     });
     installTokenStatus(provider, this.tokenStatus);
     provider.on('grant.success', (ctx) => {
-      this.metrics.tokenRequests.inc({ grant_type: String(ctx.oidc.params?.grant_type ?? 'unknown'), outcome: 'success' });
+      this.metrics.tokenRequests.inc({
+        grant_type: String(ctx.oidc.params?.grant_type ?? 'unknown'),
+        outcome: 'success',
+      });
     });
     provider.on('grant.error', (ctx, err) => {
       this.metrics.tokenRequests.inc({
@@ -205,7 +216,10 @@ export class BrokerRuntime {
       });
     });
     provider.on('server_error', (_ctx, err) => {
-      this.logger.error({ err: { message: (err as Error).message, stack: (err as Error).stack } }, 'OP server error');
+      this.logger.error(
+        { err: { message: (err as Error).message, stack: (err as Error).stack } },
+        'OP server error',
+      );
     });
     this.currentProvider = provider;
     this.currentHandler = provider.callback();
@@ -216,7 +230,12 @@ export class BrokerRuntime {
     if (this.closed) return;
     if (await this.keyStore.rotateIfDue(this.config.keyRotationIntervalSeconds)) {
       this.metrics.keyRotations.inc({ trigger: 'schedule' });
-      await this.audit.record({ actor: 'system', action: 'keys.rotate', targetType: 'signing_key', detail: { trigger: 'schedule' } });
+      await this.audit.record({
+        actor: 'system',
+        action: 'keys.rotate',
+        targetType: 'signing_key',
+        detail: { trigger: 'schedule' },
+      });
       this.logger.info('signing key rotated on schedule');
     }
     await this.reloadKeys();
@@ -236,14 +255,23 @@ export class BrokerRuntime {
     const result = await this.keyStore.rotate();
     this.metrics.keyRotations.inc({ trigger: 'admin' });
     await this.reloadKeys();
-    await this.audit.record({ actor, action: 'keys.rotate', targetType: 'signing_key', targetId: result.current, detail: { ...result } });
+    await this.audit.record({
+      actor,
+      action: 'keys.rotate',
+      targetType: 'signing_key',
+      targetId: result.current,
+      detail: { ...result },
+    });
     return result;
   }
 
   async ping(): Promise<{ control: boolean; region: boolean }> {
     const probe = async (db: { query: (sql: string) => Promise<unknown> }) => {
       try {
-        await Promise.race([db.query('select 1'), new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 2000).unref())]);
+        await Promise.race([
+          db.query('select 1'),
+          new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 2000).unref()),
+        ]);
         return true;
       } catch {
         return false;

@@ -25,7 +25,9 @@ export class BrokerModule {
           clients: runtime.clients,
           resources: runtime.resources,
           validateClientMetadata: async (metadata) => {
-            await (runtime.provider.Client as unknown as { validate(m: unknown): Promise<unknown> }).validate(metadata);
+            await (runtime.provider.Client as unknown as { validate(m: unknown): Promise<unknown> }).validate(
+              metadata,
+            );
           },
           rotateKeys: (actor) => runtime.rotateKeys(actor),
           keys: () => runtime.keys,

@@ -25,7 +25,10 @@ export class BrokerErrorFilter implements ExceptionFilter {
       if (body instanceof BearerError) {
         // RFC 6750 §3
         const scope = body.scope ? `, scope="${body.scope}"` : '';
-        res.setHeader('WWW-Authenticate', `Bearer error="${body.error}", error_description="${body.description}"${scope}`);
+        res.setHeader(
+          'WWW-Authenticate',
+          `Bearer error="${body.error}", error_description="${body.description}"${scope}`,
+        );
         res.status(body.status).json({ error: body.error, error_description: body.description });
         return;
       }
@@ -39,19 +42,40 @@ export class BrokerErrorFilter implements ExceptionFilter {
           ? (body as { message: unknown }).message
           : exception.message;
       const description = Array.isArray(message) ? message.join('; ') : String(message);
-      const error = status === 400 ? 'invalid_request' : status === 404 ? 'not_found' : status === 413 ? 'request_too_large' : status === 415 ? 'unsupported_media_type' : status >= 500 ? 'server_error' : 'invalid_request';
+      const error =
+        status === 400
+          ? 'invalid_request'
+          : status === 404
+            ? 'not_found'
+            : status === 413
+              ? 'request_too_large'
+              : status === 415
+                ? 'unsupported_media_type'
+                : status >= 500
+                  ? 'server_error'
+                  : 'invalid_request';
       res.status(status).json({ error, error_description: status >= 500 ? 'internal error' : description });
       return;
     }
     // body-parser errors (malformed JSON, too large) carry a status and `expose`.
-    const e = exception as { status?: number; statusCode?: number; expose?: boolean; type?: string; message?: string };
+    const e = exception as {
+      status?: number;
+      statusCode?: number;
+      expose?: boolean;
+      type?: string;
+      message?: string;
+    };
     const status = e.status ?? e.statusCode;
     if (status && status >= 400 && status < 500 && e.expose) {
-      const description = e.type === 'entity.parse.failed' ? 'the body is not valid JSON' : e.message ?? 'bad request';
+      const description =
+        e.type === 'entity.parse.failed' ? 'the body is not valid JSON' : (e.message ?? 'bad request');
       res.status(status).json({ error: 'invalid_request', error_description: description });
       return;
     }
-    this.logger.error({ err: { message: (exception as Error)?.message, stack: (exception as Error)?.stack } }, 'unhandled error');
+    this.logger.error(
+      { err: { message: (exception as Error)?.message, stack: (exception as Error)?.stack } },
+      'unhandled error',
+    );
     res.status(500).json({ error: 'server_error', error_description: 'internal error' });
   }
 }

@@ -8,7 +8,17 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { BrokerMetrics } from '@meridian/observability';
 
-const NEST_PREFIXES = ['/admin', '/compliance', '/privacy', '/audit', '/healthz', '/readyz', '/metrics', '/.well-known/meridian', '/interaction'];
+const NEST_PREFIXES = [
+  '/admin',
+  '/compliance',
+  '/privacy',
+  '/audit',
+  '/healthz',
+  '/readyz',
+  '/metrics',
+  '/.well-known/meridian',
+  '/interaction',
+];
 const QUIET = new Set(['/healthz', '/readyz', '/metrics']);
 const OP_ROUTES: Record<string, string> = {
   '/token': 'token',
@@ -65,21 +75,35 @@ export function createDispatcher(deps: DispatchDeps): Handler {
       path = path.slice(basePath.length) || '/';
     }
     const incomingId = req.headers['x-request-id'];
-    const reqId = typeof incomingId === 'string' && /^[\w.-]{1,64}$/.test(incomingId) ? incomingId : randomUUID();
+    const reqId =
+      typeof incomingId === 'string' && /^[\w.-]{1,64}$/.test(incomingId) ? incomingId : randomUUID();
     res.setHeader('x-request-id', reqId);
     const nest = isNestPath(path);
     const group = routeGroup(path, nest);
     res.on('finish', () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      metrics.httpDuration.observe({ route: group, status_class: `${Math.floor(res.statusCode / 100)}xx` }, seconds);
+      metrics.httpDuration.observe(
+        { route: group, status_class: `${Math.floor(res.statusCode / 100)}xx` },
+        seconds,
+      );
       // Path only: query strings carry codes and state.
-      const line = { reqId, method: req.method, path, route: group, status: res.statusCode, ms: Math.round(seconds * 1e4) / 10 };
+      const line = {
+        reqId,
+        method: req.method,
+        path,
+        route: group,
+        status: res.statusCode,
+        ms: Math.round(seconds * 1e4) / 10,
+      };
       if (QUIET.has(path)) logger.debug(line, 'request');
       else logger.info(line, 'request');
     });
     if (nest) return deps.nest(req, res);
     if (path === '/jwks' && req.method === 'GET') {
-      res.writeHead(200, { 'content-type': 'application/jwk-set+json', 'cache-control': 'public, max-age=60' });
+      res.writeHead(200, {
+        'content-type': 'application/jwk-set+json',
+        'cache-control': 'public, max-age=60',
+      });
       res.end(deps.jwks());
       return;
     }

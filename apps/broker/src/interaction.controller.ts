@@ -19,7 +19,12 @@ export class InteractionController {
     try {
       await provider.interactionDetails(req, res);
     } catch {
-      res.status(400).type('html').send('<!doctype html><title>Sign-in expired</title><p>This sign-in has expired or is unknown. Go back to the application and start again.</p>');
+      res
+        .status(400)
+        .type('html')
+        .send(
+          '<!doctype html><title>Sign-in expired</title><p>This sign-in has expired or is unknown. Go back to the application and start again.</p>',
+        );
       return;
     }
     await provider.interactionFinished(
@@ -27,7 +32,8 @@ export class InteractionController {
       res,
       {
         error: 'login_required',
-        error_description: 'no login method is available at this broker yet: federated login is not configured',
+        error_description:
+          'no login method is available at this broker yet: federated login is not configured',
       },
       { mergeWithLastSubmission: false },
     );

@@ -52,14 +52,24 @@ export class OpsController {
   @Get('.well-known/meridian/trust-bundle')
   @Header('Cache-Control', 'public, max-age=60')
   async trustBundle() {
-    const rows = await this.state.runtime.controlDb.query<{ id: string; issuer: string; jurisdiction: string | null; keys: unknown[] | null }>(
+    const rows = await this.state.runtime.controlDb.query<{
+      id: string;
+      issuer: string;
+      jurisdiction: string | null;
+      keys: unknown[] | null;
+    }>(
       `select r.id, r.issuer, r.jurisdiction,
               coalesce(json_agg(k.public_jwk order by k.state, k.created_at) filter (where k.kid is not null), '[]') as keys
          from region r left join region_key k on k.region = r.id and (k.publish_until is null or k.publish_until > now())
         group by r.id order by r.id`,
     );
     return {
-      regions: rows.map((r) => ({ region: r.id, issuer: r.issuer, jurisdiction: r.jurisdiction, jwks: { keys: r.keys ?? [] } })),
+      regions: rows.map((r) => ({
+        region: r.id,
+        issuer: r.issuer,
+        jurisdiction: r.jurisdiction,
+        jwks: { keys: r.keys ?? [] },
+      })),
     };
   }
 }

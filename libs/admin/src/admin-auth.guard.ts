@@ -52,12 +52,18 @@ export class AdminAuthGuard implements CanActivate {
     const req = context.switchToHttp().getRequest<Request & { principal?: AdminPrincipal }>();
     const header = req.headers.authorization;
     const match = typeof header === 'string' ? /^Bearer ([A-Za-z0-9._~+/-]+=*)$/i.exec(header) : null;
-    if (!match) throw new UnauthorizedException(new BearerError(401, 'invalid_token', 'a bearer token is required'));
+    if (!match)
+      throw new UnauthorizedException(new BearerError(401, 'invalid_token', 'a bearer token is required'));
     const payload = await this.deps.tokenStatus.verify(match[1]!, { audience: ADMIN_AUDIENCE });
-    if (!payload) throw new UnauthorizedException(new BearerError(401, 'invalid_token', 'the token is invalid, expired or revoked'));
+    if (!payload)
+      throw new UnauthorizedException(
+        new BearerError(401, 'invalid_token', 'the token is invalid, expired or revoked'),
+      );
     const scopes = typeof payload.scope === 'string' ? payload.scope.split(' ') : [];
     if (!scopes.includes(required)) {
-      throw new ForbiddenException(new BearerError(403, 'insufficient_scope', `this call needs scope ${required}`, required));
+      throw new ForbiddenException(
+        new BearerError(403, 'insufficient_scope', `this call needs scope ${required}`, required),
+      );
     }
     req.principal = { clientId: String(payload.client_id), scopes };
     return true;

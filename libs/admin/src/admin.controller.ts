@@ -1,4 +1,16 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, Post, Put, Req, Res, UseGuards } from '@nestjs/common';
+import {
+  Body,
+  Controller,
+  Delete,
+  Get,
+  HttpCode,
+  Param,
+  Post,
+  Put,
+  Req,
+  Res,
+  UseGuards,
+} from '@nestjs/common';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import { AdminAuthGuard, RequireScope, type AdminPrincipal } from './admin-auth.guard';
@@ -31,7 +43,12 @@ export class AdminController {
   }
 
   @Put('regions/:id')
-  async putRegion(@Req() req: AuthedRequest, @Res() res: Response, @Param('id') id: string, @Body() dto: RegionDto) {
+  async putRegion(
+    @Req() req: AuthedRequest,
+    @Res() res: Response,
+    @Param('id') id: string,
+    @Body() dto: RegionDto,
+  ) {
     answer(res, await this.admin.putRegion(req.principal.clientId, id, dto));
   }
 
@@ -46,7 +63,12 @@ export class AdminController {
   }
 
   @Put('resources/:id')
-  async putResource(@Req() req: AuthedRequest, @Res() res: Response, @Param('id') id: string, @Body() dto: ResourceDto) {
+  async putResource(
+    @Req() req: AuthedRequest,
+    @Res() res: Response,
+    @Param('id') id: string,
+    @Body() dto: ResourceDto,
+  ) {
     answer(res, await this.admin.putResource(req.principal.clientId, id, dto));
   }
 
@@ -67,7 +89,12 @@ export class AdminController {
   }
 
   @Put('clients/:id')
-  async putClient(@Req() req: AuthedRequest, @Res() res: Response, @Param('id') id: string, @Body() dto: ClientDto) {
+  async putClient(
+    @Req() req: AuthedRequest,
+    @Res() res: Response,
+    @Param('id') id: string,
+    @Body() dto: ClientDto,
+  ) {
     answer(res, await this.admin.putClient(req.principal.clientId, id, dto));
   }
 

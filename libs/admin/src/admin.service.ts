@@ -8,7 +8,8 @@ const ID = /^[A-Za-z0-9._~:-]{1,128}$/;
 const REGION_ID = /^[a-z][a-z0-9-]{0,31}$/;
 
 function checkId(kind: string, id: string, re = ID): void {
-  if (!re.test(id)) throw new AdminError('ERR_INVALID_BODY', `${kind} id must be 1-128 characters of A-Z a-z 0-9 . _ ~ : -`);
+  if (!re.test(id))
+    throw new AdminError('ERR_INVALID_BODY', `${kind} id must be 1-128 characters of A-Z a-z 0-9 . _ ~ : -`);
 }
 
 export interface Upserted<T> {
@@ -24,16 +25,25 @@ export class AdminService {
   // ---- regions
   async putRegion(actor: string, id: string, dto: RegionDto): Promise<Upserted<Record<string, unknown>>> {
     checkId('region', id, REGION_ID);
-    const rows = await this.deps.controlDb.query<{ created: boolean }>(
-      `insert into region (id, issuer, jurisdiction) values ($1, $2, $3)
+    const rows = await this.deps.controlDb
+      .query<{ created: boolean }>(
+        `insert into region (id, issuer, jurisdiction) values ($1, $2, $3)
        on conflict (id) do update set issuer = excluded.issuer, jurisdiction = coalesce(excluded.jurisdiction, region.jurisdiction), updated_at = now()
        returning (xmax = 0) as created`,
-      [id, dto.issuer.replace(/\/+$/, ''), dto.jurisdiction ?? null],
-    ).catch((err: { code?: string }) => {
-      if (err.code === '23505') throw new AdminError('ERR_INVALID_BODY', 'issuer is already used by another region');
-      throw err;
+        [id, dto.issuer.replace(/\/+$/, ''), dto.jurisdiction ?? null],
+      )
+      .catch((err: { code?: string }) => {
+        if (err.code === '23505')
+          throw new AdminError('ERR_INVALID_BODY', 'issuer is already used by another region');
+        throw err;
+      });
+    await this.deps.audit.record({
+      actor,
+      action: 'region.put',
+      targetType: 'region',
+      targetId: id,
+      detail: { issuer: dto.issuer },
     });
-    await this.deps.audit.record({ actor, action: 'region.put', targetType: 'region', targetId: id, detail: { issuer: dto.issuer } });
     return { created: rows[0]!.created, body: await this.getRegion(id) };
   }
 
@@ -42,7 +52,10 @@ export class AdminService {
   }
 
   async getRegion(id: string) {
-    const [row] = await this.deps.controlDb.query('select id, issuer, jurisdiction from region where id = $1', [id]);
+    const [row] = await this.deps.controlDb.query(
+      'select id, issuer, jurisdiction from region where id = $1',
+      [id],
+    );
     if (!row) throw new AdminError('ERR_NOT_FOUND', `region ${id} does not exist`);
     return row;
   }
@@ -50,21 +63,35 @@ export class AdminService {
   // ---- resources
   async putResource(actor: string, id: string, dto: ResourceDto): Promise<Upserted<Record<string, unknown>>> {
     checkId('resource', id);
-    if (dto.audience === ADMIN_AUDIENCE) throw new AdminError('ERR_PROTECTED', `${ADMIN_AUDIENCE} is built in`);
+    if (dto.audience === ADMIN_AUDIENCE)
+      throw new AdminError('ERR_PROTECTED', `${ADMIN_AUDIENCE} is built in`);
     const [region] = await this.deps.controlDb.query('select 1 from region where id = $1', [dto.region]);
-    if (!region) throw new AdminError('ERR_UNKNOWN_REGION', `region ${dto.region} is not a known region (PUT /admin/regions/${dto.region} first)`);
-    const rows = await this.deps.controlDb.query<{ created: boolean }>(
-      `insert into resource (id, audience, scopes, region, access_token_ttl_seconds) values ($1, $2, $3, $4, $5)
+    if (!region)
+      throw new AdminError(
+        'ERR_UNKNOWN_REGION',
+        `region ${dto.region} is not a known region (PUT /admin/regions/${dto.region} first)`,
+      );
+    const rows = await this.deps.controlDb
+      .query<{ created: boolean }>(
+        `insert into resource (id, audience, scopes, region, access_token_ttl_seconds) values ($1, $2, $3, $4, $5)
        on conflict (id) do update set audience = excluded.audience, scopes = excluded.scopes, region = excluded.region,
          access_token_ttl_seconds = excluded.access_token_ttl_seconds, updated_at = now()
        returning (xmax = 0) as created`,
-      [id, dto.audience, [...new Set(dto.scopes)], dto.region, dto.accessTokenTtlSeconds ?? 300],
-    ).catch((err: { code?: string }) => {
-      if (err.code === '23505') throw new AdminError('ERR_INVALID_BODY', 'audience is already used by another resource');
-      throw err;
-    });
+        [id, dto.audience, [...new Set(dto.scopes)], dto.region, dto.accessTokenTtlSeconds ?? 300],
+      )
+      .catch((err: { code?: string }) => {
+        if (err.code === '23505')
+          throw new AdminError('ERR_INVALID_BODY', 'audience is already used by another resource');
+        throw err;
+      });
     this.deps.resources.invalidate();
-    await this.deps.audit.record({ actor, action: 'resource.put', targetType: 'resource', targetId: id, detail: { ...dto } });
+    await this.deps.audit.record({
+      actor,
+      action: 'resource.put',
+      targetType: 'resource',
+      targetId: id,
+      detail: { ...dto },
+    });
     return { created: rows[0]!.created, body: await this.getResource(id) };
   }
 
@@ -87,15 +114,25 @@ export class AdminService {
   }
 
   // ---- clients
-  async putClient(actor: string, clientId: string, dto: ClientDto): Promise<Upserted<Record<string, unknown>>> {
+  async putClient(
+    actor: string,
+    clientId: string,
+    dto: ClientDto,
+  ): Promise<Upserted<Record<string, unknown>>> {
     checkId('client', clientId);
     if (clientId === this.deps.adminClientId)
-      throw new AdminError('ERR_PROTECTED', 'the bootstrap admin client is managed by MERIDIAN_ADMIN_CLIENT_ID/SECRET');
+      throw new AdminError(
+        'ERR_PROTECTED',
+        'the bootstrap admin client is managed by MERIDIAN_ADMIN_CLIENT_ID/SECRET',
+      );
     const resources = dto.resources ?? [];
     for (const audience of resources) {
       if (audience === ADMIN_AUDIENCE) continue;
       if (!(await this.deps.resources.byAudience(audience))) {
-        throw new AdminError('ERR_UNKNOWN_RESOURCE', `resources: ${audience} is not a registered resource audience`);
+        throw new AdminError(
+          'ERR_UNKNOWN_RESOURCE',
+          `resources: ${audience} is not a registered resource audience`,
+        );
       }
     }
     const [existing] = await this.deps.controlDb.query<{ metadata: Record<string, unknown> }>(
@@ -107,16 +144,25 @@ export class AdminService {
     let secretHash: string | undefined;
     if (needsSecret) {
       if (dto.client_secret) secretHash = hashClientSecret(dto.client_secret);
-      else if (typeof existing?.metadata.client_secret === 'string') secretHash = existing.metadata.client_secret;
+      else if (typeof existing?.metadata.client_secret === 'string')
+        secretHash = existing.metadata.client_secret;
       else secretHash = hashClientSecret((issuedSecret = generateClientSecret()));
     }
     const { client_secret: _secret, scope, ...rest } = dto;
-    const metadata: Record<string, unknown> = { ...rest, ...splitClientScope(scope), client_id: clientId, resources };
+    const metadata: Record<string, unknown> = {
+      ...rest,
+      ...splitClientScope(scope),
+      client_id: clientId,
+      resources,
+    };
     if (secretHash) metadata.client_secret = secretHash;
     try {
       await this.deps.validateClientMetadata(metadata);
     } catch (err) {
-      throw new AdminError('ERR_INVALID_CLIENT_METADATA', (err as { error_description?: string }).error_description ?? (err as Error).message);
+      throw new AdminError(
+        'ERR_INVALID_CLIENT_METADATA',
+        (err as { error_description?: string }).error_description ?? (err as Error).message,
+      );
     }
     await this.deps.controlDb.query(
       `insert into oidc_client (client_id, metadata) values ($1, $2)
@@ -129,14 +175,20 @@ export class AdminService {
       action: 'client.put',
       targetType: 'client',
       targetId: clientId,
-      detail: { grant_types: dto.grant_types, resources, secretChanged: !!(dto.client_secret || issuedSecret) },
+      detail: {
+        grant_types: dto.grant_types,
+        resources,
+        secretChanged: !!(dto.client_secret || issuedSecret),
+      },
     });
     const body = await this.getClient(clientId);
     return { created: !existing, body: issuedSecret ? { ...body, client_secret: issuedSecret } : body };
   }
 
   async listClients() {
-    const rows = await this.deps.controlDb.query<{ metadata: Record<string, unknown> }>('select metadata from oidc_client order by client_id');
+    const rows = await this.deps.controlDb.query<{ metadata: Record<string, unknown> }>(
+      'select metadata from oidc_client order by client_id',
+    );
     return rows.map((r) => clientView(r.metadata));
   }
 
@@ -150,11 +202,20 @@ export class AdminService {
   }
 
   async deleteClient(actor: string, clientId: string): Promise<void> {
-    if (clientId === this.deps.adminClientId) throw new AdminError('ERR_PROTECTED', 'the bootstrap admin client cannot be deleted');
-    const rows = await this.deps.controlDb.query('delete from oidc_client where client_id = $1 returning client_id', [clientId]);
+    if (clientId === this.deps.adminClientId)
+      throw new AdminError('ERR_PROTECTED', 'the bootstrap admin client cannot be deleted');
+    const rows = await this.deps.controlDb.query(
+      'delete from oidc_client where client_id = $1 returning client_id',
+      [clientId],
+    );
     if (rows.length === 0) throw new AdminError('ERR_NOT_FOUND', `client ${clientId} does not exist`);
     this.deps.clients.invalidate(clientId);
-    await this.deps.audit.record({ actor, action: 'client.delete', targetType: 'client', targetId: clientId });
+    await this.deps.audit.record({
+      actor,
+      action: 'client.delete',
+      targetType: 'client',
+      targetId: clientId,
+    });
   }
 
   // ---- keys
@@ -182,7 +243,13 @@ interface ResourceRow {
 }
 
 function resourceView(r: ResourceRow) {
-  return { id: r.id, audience: r.audience, scopes: r.scopes, region: r.region, accessTokenTtlSeconds: r.access_token_ttl_seconds };
+  return {
+    id: r.id,
+    audience: r.audience,
+    scopes: r.scopes,
+    region: r.region,
+    accessTokenTtlSeconds: r.access_token_ttl_seconds,
+  };
 }
 
 /** Never the stored secret hash: a client's secret is shown once, when generated. */

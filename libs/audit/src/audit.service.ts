@@ -21,7 +21,15 @@ export class AuditLog {
     await this.db.query(
       `insert into audit_event (region, actor, action, target_type, target_id, outcome, detail)
        values ($1, $2, $3, $4, $5, $6, $7)`,
-      [this.db.region, entry.actor, entry.action, entry.targetType, entry.targetId ?? null, entry.outcome ?? 'success', entry.detail ?? {}],
+      [
+        this.db.region,
+        entry.actor,
+        entry.action,
+        entry.targetType,
+        entry.targetId ?? null,
+        entry.outcome ?? 'success',
+        entry.detail ?? {},
+      ],
     );
   }
 }

@@ -16,7 +16,9 @@ export class BrokerConfigModule {
       module: BrokerConfigModule,
       // @nestjs/config carries the validated values for modules that prefer ConfigService; the
       // environment itself was validated once, before Nest started.
-      imports: [ConfigModule.forRoot({ isGlobal: true, ignoreEnvFile: true, load: [() => ({ broker: config })] })],
+      imports: [
+        ConfigModule.forRoot({ isGlobal: true, ignoreEnvFile: true, load: [() => ({ broker: config })] }),
+      ],
       providers: [{ provide: BROKER_CONFIG, useValue: Object.freeze({ ...config }) }],
       exports: [BROKER_CONFIG],
     };

@@ -38,7 +38,8 @@ const REQUIRED = [
 ] as const;
 
 function errorsOf(result: ConfigResult): string[] {
-  if (result.ok) throw new Error(`expected a configuration error, got ok (warnings: ${JSON.stringify(result.warnings)})`);
+  if (result.ok)
+    throw new Error(`expected a configuration error, got ok (warnings: ${JSON.stringify(result.warnings)})`);
   return result.errors;
 }
 
@@ -94,7 +95,11 @@ describe('validateBrokerEnv — malformed values', () => {
     ['a KEK given as 64 hex digits', 'MERIDIAN_KEK', randomBytes(32).toString('hex')],
     ['a KEK_PREVIOUS of 16 bytes', 'MERIDIAN_KEK_PREVIOUS', base16],
     ['an http issuer on a public host', 'MERIDIAN_ISSUER', 'http://eu.id.example.com'],
-    ['an http issuer on a host that merely starts with localhost', 'MERIDIAN_ISSUER', 'http://localhost.example.com'],
+    [
+      'an http issuer on a host that merely starts with localhost',
+      'MERIDIAN_ISSUER',
+      'http://localhost.example.com',
+    ],
     ['an http issuer on a host that merely starts with 127.', 'MERIDIAN_ISSUER', 'http://127.0.0.1.nip.io'],
     ['an issuer with a query', 'MERIDIAN_ISSUER', 'https://eu.id.example.com/?tenant=1'],
     ['an issuer with a fragment', 'MERIDIAN_ISSUER', 'https://eu.id.example.com/#top'],
@@ -111,7 +116,11 @@ describe('validateBrokerEnv — malformed values', () => {
     ['a PORT that is not a number', 'PORT', 'http'],
     ['a fractional PORT', 'PORT', '3000.5'],
     ['a hexadecimal PORT', 'PORT', '0x50'],
-    ['a CONTROL_DATABASE_URL that is mysql://', 'CONTROL_DATABASE_URL', 'mysql://meridian@db.internal/meridian_control'],
+    [
+      'a CONTROL_DATABASE_URL that is mysql://',
+      'CONTROL_DATABASE_URL',
+      'mysql://meridian@db.internal/meridian_control',
+    ],
     ['a CONTROL_DATABASE_URL that is not a URL', 'CONTROL_DATABASE_URL', 'meridian_control'],
     ['a REGION_DATABASE_URL that is http://', 'REGION_DATABASE_URL', 'http://db.internal/meridian_eu'],
     ['an upper-case region id', 'MERIDIAN_REGION', 'EU'],
@@ -163,11 +172,21 @@ describe('validateBrokerEnv — malformed values', () => {
 
   it('reports several errors at once, one line per variable', () => {
     const errors = errorsOf(
-      validate({ ...FULL, MERIDIAN_KEK: 'abc', PORT: 'http', LOG_LEVEL: 'verbose', MERIDIAN_REGION: 'EU', MERIDIAN_ISSUER: 'http://eu.id.example.com' }),
+      validate({
+        ...FULL,
+        MERIDIAN_KEK: 'abc',
+        PORT: 'http',
+        LOG_LEVEL: 'verbose',
+        MERIDIAN_REGION: 'EU',
+        MERIDIAN_ISSUER: 'http://eu.id.example.com',
+      }),
     );
     expect(errors).toHaveLength(5);
     for (const name of ['MERIDIAN_KEK', 'PORT', 'LOG_LEVEL', 'MERIDIAN_REGION', 'MERIDIAN_ISSUER'])
-      expect(errors.filter((e) => e.startsWith(`${name} `)), name).toHaveLength(1);
+      expect(
+        errors.filter((e) => e.startsWith(`${name} `)),
+        name,
+      ).toHaveLength(1);
   });
 });
 
@@ -181,7 +200,10 @@ describe('validateBrokerEnv — NODE_ENV=production', () => {
   });
 
   it('refuses the embedded database (no database URLs)', () => {
-    const line = expectOnlyError(without(without(PROD, 'CONTROL_DATABASE_URL'), 'REGION_DATABASE_URL'), 'CONTROL_DATABASE_URL');
+    const line = expectOnlyError(
+      without(without(PROD, 'CONTROL_DATABASE_URL'), 'REGION_DATABASE_URL'),
+      'CONTROL_DATABASE_URL',
+    );
     expect(line).toContain('REGION_DATABASE_URL');
   });
 
@@ -232,7 +254,10 @@ describe('validateBrokerEnv — valid environments', () => {
     const result = validate(MINIMAL);
     expect(result.ok).toBe(true);
     if (!result.ok) return;
-    expect(result.warnings.map((w) => w.variable).sort()).toEqual(['CONTROL_DATABASE_URL', 'MERIDIAN_JURISDICTION']);
+    expect(result.warnings.map((w) => w.variable).sort()).toEqual([
+      'CONTROL_DATABASE_URL',
+      'MERIDIAN_JURISDICTION',
+    ]);
     expect(result.config).toMatchObject({
       port: 3000,
       controlDatabaseUrl: undefined,
@@ -242,12 +267,15 @@ describe('validateBrokerEnv — valid environments', () => {
     });
   });
 
-  it.each(['http://127.0.0.1:3000', 'http://127.5.6.7', 'http://localhost:3000', 'http://eu.localhost:3000', 'http://[::1]:3000'])(
-    'allows the http issuer %s on loopback outside production',
-    (issuer) => {
-      expect(validate({ ...FULL, MERIDIAN_ISSUER: issuer }).ok).toBe(true);
-    },
-  );
+  it.each([
+    'http://127.0.0.1:3000',
+    'http://127.5.6.7',
+    'http://localhost:3000',
+    'http://eu.localhost:3000',
+    'http://[::1]:3000',
+  ])('allows the http issuer %s on loopback outside production', (issuer) => {
+    expect(validate({ ...FULL, MERIDIAN_ISSUER: issuer }).ok).toBe(true);
+  });
 
   it.each(['0', '1', '65535'])('accepts PORT=%s', (port) => {
     const result = validate({ ...FULL, PORT: port });

@@ -39,8 +39,7 @@ export interface ConfigWarning {
 }
 
 export type ConfigResult =
-  | { ok: true; config: BrokerConfig; warnings: ConfigWarning[] }
-  | { ok: false; errors: string[] };
+  { ok: true; config: BrokerConfig; warnings: ConfigWarning[] } | { ok: false; errors: string[] };
 
 /** Variables whose values must never reach a log line. */
 export const SENSITIVE_VARIABLES = new Set([
@@ -80,7 +79,12 @@ function isPostgresUrl(value: string): boolean {
   }
 }
 
-function positiveInt(value: string | undefined, fallback: number, min: number, max: number): number | undefined {
+function positiveInt(
+  value: string | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+): number | undefined {
   if (value === undefined || value === '') return fallback;
   if (!/^\d+$/.test(value)) return undefined;
   const n = Number(value);
@@ -91,7 +95,10 @@ function positiveInt(value: string | undefined, fallback: number, min: number, m
  * Validates the environment. Every problem is collected (one line per variable) so an operator
  * fixes them all in one go instead of one restart per mistake.
  */
-export function validateBrokerEnv(env: Record<string, string | undefined>, cwd = process.cwd()): ConfigResult {
+export function validateBrokerEnv(
+  env: Record<string, string | undefined>,
+  cwd = process.cwd(),
+): ConfigResult {
   const errors: string[] = [];
   const warnings: ConfigWarning[] = [];
   const nodeEnv = env.NODE_ENV ?? 'development';
@@ -107,7 +114,8 @@ export function validateBrokerEnv(env: Record<string, string | undefined>, cwd =
     errors.push('MERIDIAN_REGION must be a lowercase id (letters, digits, -; at most 32), e.g. eu');
 
   let issuer = get('MERIDIAN_ISSUER');
-  if (!issuer) errors.push('MERIDIAN_ISSUER is required: the public URL of this broker, e.g. https://eu.id.example.com');
+  if (!issuer)
+    errors.push('MERIDIAN_ISSUER is required: the public URL of this broker, e.g. https://eu.id.example.com');
   else {
     let url: URL | undefined;
     try {
@@ -144,14 +152,19 @@ export function validateBrokerEnv(env: Record<string, string | undefined>, cwd =
     );
   } else if (!controlDatabaseUrl) {
     if (production)
-      errors.push('CONTROL_DATABASE_URL and REGION_DATABASE_URL are required when NODE_ENV=production (the embedded database is for development)');
+      errors.push(
+        'CONTROL_DATABASE_URL and REGION_DATABASE_URL are required when NODE_ENV=production (the embedded database is for development)',
+      );
     else
       warnings.push({
         variable: 'CONTROL_DATABASE_URL',
-        message: 'no database URLs set: using the embedded development PostgreSQL under .meridian/ (refused when NODE_ENV=production)',
+        message:
+          'no database URLs set: using the embedded development PostgreSQL under .meridian/ (refused when NODE_ENV=production)',
       });
   } else if (controlDatabaseUrl === regionDatabaseUrl) {
-    errors.push('REGION_DATABASE_URL must name a different database than CONTROL_DATABASE_URL (personal data never goes to the control plane)');
+    errors.push(
+      'REGION_DATABASE_URL must name a different database than CONTROL_DATABASE_URL (personal data never goes to the control plane)',
+    );
   }
 
   const kekRaw = get('MERIDIAN_KEK');
@@ -169,13 +182,17 @@ export function validateBrokerEnv(env: Record<string, string | undefined>, cwd =
   }
 
   const adminClientId = get('MERIDIAN_ADMIN_CLIENT_ID');
-  if (!adminClientId) errors.push('MERIDIAN_ADMIN_CLIENT_ID is required: the client id of the bootstrap admin client');
+  if (!adminClientId)
+    errors.push('MERIDIAN_ADMIN_CLIENT_ID is required: the client id of the bootstrap admin client');
   else if (!CLIENT_ID_RE.test(adminClientId))
     errors.push('MERIDIAN_ADMIN_CLIENT_ID must be 1-128 characters of A-Z a-z 0-9 . _ ~ : -');
   const adminClientSecret = get('MERIDIAN_ADMIN_CLIENT_SECRET');
-  if (!adminClientSecret) errors.push('MERIDIAN_ADMIN_CLIENT_SECRET is required: the bootstrap admin client secret');
+  if (!adminClientSecret)
+    errors.push('MERIDIAN_ADMIN_CLIENT_SECRET is required: the bootstrap admin client secret');
   else if (adminClientSecret.length < MIN_SECRET_LENGTH)
-    errors.push(`MERIDIAN_ADMIN_CLIENT_SECRET must be at least ${MIN_SECRET_LENGTH} characters (openssl rand -base64 32)`);
+    errors.push(
+      `MERIDIAN_ADMIN_CLIENT_SECRET must be at least ${MIN_SECRET_LENGTH} characters (openssl rand -base64 32)`,
+    );
 
   let jurisdiction = get('MERIDIAN_JURISDICTION');
   if (jurisdiction && !JURISDICTION_RE.test(jurisdiction))
@@ -191,13 +208,23 @@ export function validateBrokerEnv(env: Record<string, string | undefined>, cwd =
   }
 
   const signingAlg = (get('MERIDIAN_SIGNING_ALG') ?? 'ES256') as SigningAlg;
-  if (!SIGNING_ALGS.includes(signingAlg)) errors.push(`MERIDIAN_SIGNING_ALG must be one of ${SIGNING_ALGS.join(', ')}`);
+  if (!SIGNING_ALGS.includes(signingAlg))
+    errors.push(`MERIDIAN_SIGNING_ALG must be one of ${SIGNING_ALGS.join(', ')}`);
 
-  const keyRotationIntervalSeconds = positiveInt(get('MERIDIAN_KEY_ROTATION_INTERVAL_SECONDS'), 30 * 86400, 0, 10 * 365 * 86400);
+  const keyRotationIntervalSeconds = positiveInt(
+    get('MERIDIAN_KEY_ROTATION_INTERVAL_SECONDS'),
+    30 * 86400,
+    0,
+    10 * 365 * 86400,
+  );
   if (keyRotationIntervalSeconds === undefined)
-    errors.push('MERIDIAN_KEY_ROTATION_INTERVAL_SECONDS must be a whole number of seconds (0 turns scheduled rotation off)');
+    errors.push(
+      'MERIDIAN_KEY_ROTATION_INTERVAL_SECONDS must be a whole number of seconds (0 turns scheduled rotation off)',
+    );
   else if (keyRotationIntervalSeconds !== 0 && keyRotationIntervalSeconds < 3600 + 120)
-    errors.push('MERIDIAN_KEY_ROTATION_INTERVAL_SECONDS must be 0 or at least 3720 (longer than the longest token lifetime)');
+    errors.push(
+      'MERIDIAN_KEY_ROTATION_INTERVAL_SECONDS must be 0 or at least 3720 (longer than the longest token lifetime)',
+    );
 
   const keyRefreshIntervalSeconds = positiveInt(get('MERIDIAN_KEY_REFRESH_SECONDS'), 30, 1, 3600);
   if (keyRefreshIntervalSeconds === undefined) errors.push('MERIDIAN_KEY_REFRESH_SECONDS must be 1-3600');
@@ -209,7 +236,8 @@ export function validateBrokerEnv(env: Record<string, string | undefined>, cwd =
   if (!LOG_LEVELS.includes(logLevel)) errors.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
 
   const host = get('HOST') ?? '0.0.0.0';
-  if (isIP(host) === 0 && host !== 'localhost') errors.push('HOST must be an IP address to listen on, e.g. 0.0.0.0');
+  if (isIP(host) === 0 && host !== 'localhost')
+    errors.push('HOST must be an IP address to listen on, e.g. 0.0.0.0');
 
   if (errors.length > 0) return { ok: false, errors };
   return {

@@ -62,7 +62,8 @@ export function seal(kek: Buffer, plaintext: Buffer, context: string): Buffer {
 }
 
 export function open(kek: Buffer, sealed: Buffer, context: string): Buffer {
-  if (sealed.length < 3 || sealed.readUInt8(0) !== VERSION) throw new EnvelopeError('unknown envelope version');
+  if (sealed.length < 3 || sealed.readUInt8(0) !== VERSION)
+    throw new EnvelopeError('unknown envelope version');
   const wrappedLength = sealed.readUInt16BE(1);
   const wrapped = sealed.subarray(3, 3 + wrappedLength);
   const payload = sealed.subarray(3 + wrappedLength);

@@ -65,11 +65,22 @@ interface SigningKeyRow {
   publish_until: Date | null;
 }
 
+/** A transaction's query function (TypeORM's EntityManager.query), rows typed by the caller. */
+interface Tx {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- EntityManager.query is untyped; each call site names its row type
+  query(sql: string, params?: unknown[]): Promise<any>;
+}
+
 // Serialises key changes of one region across all its replicas (transaction-scoped lock).
 const KEY_LOCK_SQL = `select pg_advisory_xact_lock(hashtext('meridian:signing-keys'))`;
 
-export async function generateSigningJwk(alg: SigningAlg): Promise<{ kid: string; privateJwk: JWK; publicJwk: JWK }> {
-  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true, crv: alg === 'EdDSA' ? 'Ed25519' : undefined });
+export async function generateSigningJwk(
+  alg: SigningAlg,
+): Promise<{ kid: string; privateJwk: JWK; publicJwk: JWK }> {
+  const { privateKey, publicKey } = await generateKeyPair(alg, {
+    extractable: true,
+    crv: alg === 'EdDSA' ? 'Ed25519' : undefined,
+  });
   const publicJwk = await exportJWK(publicKey);
   const kid = await calculateJwkThumbprint(publicJwk, 'sha256');
   const decorate = (jwk: JWK): JWK => ({ ...jwk, kid, alg, use: 'sig' });
@@ -122,7 +133,8 @@ export class SigningKeyStore {
       const [row]: { activated_at: Date | null }[] = await tx.query(
         `select activated_at from signing_key where state = 'current'`,
       );
-      if (row?.activated_at && this.now().getTime() - row.activated_at.getTime() < intervalSeconds * 1000) return false;
+      if (row?.activated_at && this.now().getTime() - row.activated_at.getTime() < intervalSeconds * 1000)
+        return false;
       await this.rotateLocked(tx);
       return true;
     });
@@ -141,7 +153,8 @@ export class SigningKeyStore {
     );
     const published = rows.map((row) => this.unseal(row));
     const current = published.find((k) => k.state === 'current');
-    if (!current) throw new KeyError('ERR_NO_SIGNING_KEY', `region ${this.opts.region} has no current signing key`);
+    if (!current)
+      throw new KeyError('ERR_NO_SIGNING_KEY', `region ${this.opts.region} has no current signing key`);
     return {
       current,
       published,
@@ -151,10 +164,11 @@ export class SigningKeyStore {
 
   /** Re-publishes this region's public keys to the control plane (idempotent). */
   async publishToControlPlane(): Promise<void> {
-    const rows: Pick<SigningKeyRow, 'kid' | 'alg' | 'public_jwk' | 'state' | 'publish_until'>[] = await this.regionDb.query(
-      `select kid, alg, public_jwk, state, publish_until from signing_key where publish_until is null or publish_until > $1`,
-      [this.now()],
-    );
+    const rows: Pick<SigningKeyRow, 'kid' | 'alg' | 'public_jwk' | 'state' | 'publish_until'>[] =
+      await this.regionDb.query(
+        `select kid, alg, public_jwk, state, publish_until from signing_key where publish_until is null or publish_until > $1`,
+        [this.now()],
+      );
     await this.controlDb.dataSource.transaction(async (tx) => {
       await tx.query('delete from region_key where region = $1', [this.opts.region]);
       for (const row of rows) {
@@ -196,26 +210,34 @@ export class SigningKeyStore {
     };
   }
 
-  private async rotateLocked(tx: { query: (sql: string, params?: unknown[]) => Promise<any> }) {
+  private async rotateLocked(tx: Tx) {
     await this.pruneExpired(tx);
     const now = this.now();
     const retireUntil = new Date(now.getTime() + (MAX_SIGNED_LIFETIME_SECONDS + RETIRE_GRACE_SECONDS) * 1000);
-    const [current]: { kid: string }[] = await tx.query(`select kid from signing_key where state = 'current'`);
+    const [current]: { kid: string }[] = await tx.query(
+      `select kid from signing_key where state = 'current'`,
+    );
     let [next]: { kid: string }[] = await tx.query(`select kid from signing_key where state = 'next'`);
     if (!next) next = { kid: await this.insertKey(tx, 'next') };
     if (current) {
-      await tx.query(`update signing_key set state = 'retiring', publish_until = $2 where kid = $1`, [current.kid, retireUntil]);
+      await tx.query(`update signing_key set state = 'retiring', publish_until = $2 where kid = $1`, [
+        current.kid,
+        retireUntil,
+      ]);
     }
-    await tx.query(`update signing_key set state = 'current', activated_at = $2 where kid = $1`, [next.kid, now]);
+    await tx.query(`update signing_key set state = 'current', activated_at = $2 where kid = $1`, [
+      next.kid,
+      now,
+    ]);
     const fresh = await this.insertKey(tx, 'next');
     return { current: next.kid, retiring: current?.kid ?? '', next: fresh };
   }
 
-  private async pruneExpired(tx: { query: (sql: string, params?: unknown[]) => Promise<unknown> }) {
+  private async pruneExpired(tx: Tx) {
     await tx.query(`delete from signing_key where state = 'retiring' and publish_until <= $1`, [this.now()]);
   }
 
-  private async insertKey(tx: { query: (sql: string, params?: unknown[]) => Promise<unknown> }, state: KeyState) {
+  private async insertKey(tx: Tx, state: KeyState) {
     const { kid, privateJwk, publicJwk } = await generateSigningJwk(this.opts.alg);
     const plaintext = Buffer.from(JSON.stringify(privateJwk));
     const sealed = seal(this.opts.kek, plaintext, `signing-key:${this.opts.region}:${kid}`);

@@ -24,7 +24,8 @@ export class ControlDatabase {
  */
 async function rowsOf<T>(result: Promise<unknown>): Promise<T[]> {
   const r = await result;
-  if (Array.isArray(r) && r.length === 2 && Array.isArray(r[0]) && typeof r[1] === 'number') return r[0] as T[];
+  if (Array.isArray(r) && r.length === 2 && Array.isArray(r[0]) && typeof r[1] === 'number')
+    return r[0] as T[];
   return r as T[];
 }
 

@@ -220,7 +220,9 @@ async function startServer(
   } catch (err) {
     // The library rejects with `undefined` when postgres exits during start.
     const detail = err instanceof Error ? err.message : recent.join('').trim();
-    throw new Error(`embedded PostgreSQL failed to start on port ${port} (${dataDir}): ${detail}`);
+    throw new Error(`embedded PostgreSQL failed to start on port ${port} (${dataDir}): ${detail}`, {
+      cause: err,
+    });
   }
   const child = childOf(pg);
   // Let the process exit even if stop() is never called; the exit hook

@@ -105,15 +105,32 @@ export function jwtIntrospectionAndRevocation(status: AccessTokenStatus): Middle
         ctx.body = { active: false };
         return;
       }
-      const { iss, sub, aud, exp, iat, jti, client_id, scope, residency, cnf } = payload as JWTPayload & Record<string, unknown>;
-      ctx.body = { active: true, iss, sub, aud, exp, iat, jti, client_id, scope, residency, cnf, token_type: 'Bearer' };
+      const { iss, sub, aud, exp, iat, jti, client_id, scope, residency, cnf } = payload as JWTPayload &
+        Record<string, unknown>;
+      ctx.body = {
+        active: true,
+        iss,
+        sub,
+        aud,
+        exp,
+        iat,
+        jti,
+        client_id,
+        scope,
+        residency,
+        cnf,
+        token_type: 'Bearer',
+      };
       return;
     }
     // RFC 7009 §2.2: invalid tokens do not cause an error; a client revokes only its own tokens.
     if (payload) {
       if (payload.client_id !== client.clientId) {
         ctx.status = 400;
-        ctx.body = { error: 'invalid_request', error_description: 'client is not authorized to revoke the presented token' };
+        ctx.body = {
+          error: 'invalid_request',
+          error_description: 'client is not authorized to revoke the presented token',
+        };
         return;
       }
       await status.revoke(payload);

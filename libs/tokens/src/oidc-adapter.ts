@@ -12,7 +12,12 @@ interface PayloadRow {
 }
 
 /** Models whose `consume` must succeed at most once (RFC 6749 §4.1.2, RFC 9700 §4.14.2). */
-const SINGLE_USE = new Set(['AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest']);
+const SINGLE_USE = new Set([
+  'AuthorizationCode',
+  'RefreshToken',
+  'DeviceCode',
+  'BackchannelAuthenticationRequest',
+]);
 
 export class RegionPayloadAdapter implements Adapter {
   constructor(
@@ -62,7 +67,9 @@ export class RegionPayloadAdapter implements Adapter {
       [this.model, id],
     );
     if (row?.grant_id) await this.revokeByGrantId(row.grant_id);
-    throw new errors.InvalidGrant(`${this.model === 'RefreshToken' ? 'refresh token' : 'grant'} already used`);
+    throw new errors.InvalidGrant(
+      `${this.model === 'RefreshToken' ? 'refresh token' : 'grant'} already used`,
+    );
   }
 
   async destroy(id: string): Promise<void> {

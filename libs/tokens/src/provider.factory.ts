@@ -12,7 +12,6 @@ import { verifyClientSecret } from './client-secret';
 import { accessTokenTtl, clientResidency, isResidency, type Residency } from './claims';
 import type { ResourceCatalog } from './resource-catalog';
 
-
 const ASYMMETRIC_ALGS = ['ES256', 'RS256', 'PS256', 'EdDSA'];
 
 /** Scopes oidc-provider itself knows (OIDC); resource scopes come from the resource catalog. */
@@ -55,7 +54,9 @@ export function providerJwks(keys: KeySet): { keys: JWK[] } {
 
 export function buildProvider(deps: ProviderDeps): Provider {
   const adapterCache = new Map<string, RegionPayloadAdapter>();
-  const cookieKeys = [Buffer.from(hkdfSync('sha256', deps.kek, 'meridian', `cookies:${deps.region}`, 32)).toString('base64url')];
+  const cookieKeys = [
+    Buffer.from(hkdfSync('sha256', deps.kek, 'meridian', `cookies:${deps.region}`, 32)).toString('base64url'),
+  ];
 
   const configuration: Configuration = {
     adapter: (name: string) => {
@@ -65,7 +66,11 @@ export function buildProvider(deps: ProviderDeps): Provider {
       return a;
     },
     jwks: providerJwks(deps.keys),
-    cookies: { keys: cookieKeys, long: { signed: true, httpOnly: true, sameSite: 'lax' }, short: { signed: true, httpOnly: true, sameSite: 'lax' } },
+    cookies: {
+      keys: cookieKeys,
+      long: { signed: true, httpOnly: true, sameSite: 'lax' },
+      short: { signed: true, httpOnly: true, sameSite: 'lax' },
+    },
     clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
     clientDefaults: {
       grant_types: ['authorization_code'],
@@ -127,7 +132,9 @@ export function buildProvider(deps: ProviderDeps): Provider {
         async getResourceServerInfo(_ctx, resourceIndicator, client) {
           const allowed = (client.metadata().resources as string[] | undefined) ?? [];
           if (!allowed.includes(resourceIndicator)) {
-            throw new errors.InvalidTarget(`client is not permitted to request resource ${resourceIndicator}`);
+            throw new errors.InvalidTarget(
+              `client is not permitted to request resource ${resourceIndicator}`,
+            );
           }
           const resource = await deps.resources.byAudience(resourceIndicator);
           if (!resource) throw new errors.InvalidTarget(`unknown resource ${resourceIndicator}`);
@@ -216,7 +223,10 @@ export function buildProvider(deps: ProviderDeps): Provider {
 
   // Secrets are stored as salted HMACs (see client-secret.ts); oidc-provider compares the
   // presented secret through this one method.
-  provider.Client.prototype.compareClientSecret = function compareClientSecret(this: { clientSecret?: string }, actual: string) {
+  provider.Client.prototype.compareClientSecret = function compareClientSecret(
+    this: { clientSecret?: string },
+    actual: string,
+  ) {
     return verifyClientSecret(this.clientSecret ?? '', actual);
   };
 

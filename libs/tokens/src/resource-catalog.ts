@@ -24,15 +24,35 @@ export class ResourceCatalog {
 
   async byAudience(audience: string): Promise<ResourceServerRecord | undefined> {
     if (audience === ADMIN_AUDIENCE) {
-      return { id: 'meridian-admin', audience, scopes: [...ADMIN_SCOPES], region: this.region, accessTokenTtlSeconds: 300 };
+      return {
+        id: 'meridian-admin',
+        audience,
+        scopes: [...ADMIN_SCOPES],
+        region: this.region,
+        accessTokenTtlSeconds: 300,
+      };
     }
     const hit = this.cache.get(audience);
     if (hit && Date.now() - hit.at < this.ttlMs) return hit.value;
-    const rows: { id: string; audience: string; scopes: string[]; region: string; access_token_ttl_seconds: number }[] =
-      await this.db.query('select id, audience, scopes, region, access_token_ttl_seconds from resource where audience = $1', [audience]);
+    const rows: {
+      id: string;
+      audience: string;
+      scopes: string[];
+      region: string;
+      access_token_ttl_seconds: number;
+    }[] = await this.db.query(
+      'select id, audience, scopes, region, access_token_ttl_seconds from resource where audience = $1',
+      [audience],
+    );
     const row = rows[0];
     const value = row
-      ? { id: row.id, audience: row.audience, scopes: row.scopes, region: row.region, accessTokenTtlSeconds: row.access_token_ttl_seconds }
+      ? {
+          id: row.id,
+          audience: row.audience,
+          scopes: row.scopes,
+          region: row.region,
+          accessTokenTtlSeconds: row.access_token_ttl_seconds,
+        }
       : undefined;
     if (this.cache.size > 10_000) this.cache.clear();
     this.cache.set(audience, { at: Date.now(), value });

@@ -80,20 +80,29 @@ export class ClientDto {
   @ApiProperty({ example: ['https://app.example.com/callback'] })
   @IsArray()
   @ArrayMaxSize(50)
-  @Matches(/^[a-zA-Z][a-zA-Z0-9+.-]*:[^\s#]+$/, { each: true, message: 'redirect_uris must be absolute URIs without a fragment' })
+  @Matches(/^[a-zA-Z][a-zA-Z0-9+.-]*:[^\s#]+$/, {
+    each: true,
+    message: 'redirect_uris must be absolute URIs without a fragment',
+  })
   redirect_uris!: string[];
 
   @ApiPropertyOptional()
   @IsOptional()
   @IsArray()
   @ArrayMaxSize(50)
-  @Matches(/^[a-zA-Z][a-zA-Z0-9+.-]*:[^\s#]+$/, { each: true, message: 'post_logout_redirect_uris must be absolute URIs' })
+  @Matches(/^[a-zA-Z][a-zA-Z0-9+.-]*:[^\s#]+$/, {
+    each: true,
+    message: 'post_logout_redirect_uris must be absolute URIs',
+  })
   post_logout_redirect_uris?: string[];
 
   @ApiProperty({ enum: CLIENT_GRANT_TYPES, isArray: true })
   @IsArray()
   @ArrayNotEmpty()
-  @IsIn(CLIENT_GRANT_TYPES, { each: true, message: `grant_types must be among ${CLIENT_GRANT_TYPES.join(', ')}` })
+  @IsIn(CLIENT_GRANT_TYPES, {
+    each: true,
+    message: `grant_types must be among ${CLIENT_GRANT_TYPES.join(', ')}`,
+  })
   grant_types!: string[];
 
   @ApiProperty({ example: ['code'] })
@@ -102,13 +111,17 @@ export class ClientDto {
   response_types!: string[];
 
   @ApiProperty({ enum: CLIENT_AUTH_METHODS })
-  @IsIn(CLIENT_AUTH_METHODS, { message: `token_endpoint_auth_method must be one of ${CLIENT_AUTH_METHODS.join(', ')}` })
+  @IsIn(CLIENT_AUTH_METHODS, {
+    message: `token_endpoint_auth_method must be one of ${CLIENT_AUTH_METHODS.join(', ')}`,
+  })
   token_endpoint_auth_method!: string;
 
   @ApiPropertyOptional({ example: 'openid offline_access orders:read' })
   @IsOptional()
   @IsString()
-  @Matches(/^[\x21\x23-\x5B\x5D-\x7E]+( [\x21\x23-\x5B\x5D-\x7E]+)*$/, { message: 'scope must be space-separated scope tokens' })
+  @Matches(/^[\x21\x23-\x5B\x5D-\x7E]+( [\x21\x23-\x5B\x5D-\x7E]+)*$/, {
+    message: 'scope must be space-separated scope tokens',
+  })
   @MaxLength(2048)
   scope?: string;
 
@@ -123,7 +136,10 @@ export class ClientDto {
   @MaxLength(1024)
   tls_client_auth_subject_dn?: string;
 
-  @ApiPropertyOptional({ description: 'audiences this client may ask tokens for (RFC 8707)', example: ['https://orders.example.com'] })
+  @ApiPropertyOptional({
+    description: 'audiences this client may ask tokens for (RFC 8707)',
+    example: ['https://orders.example.com'],
+  })
   @IsOptional()
   @IsArray()
   @ArrayMaxSize(100)

@@ -7,7 +7,9 @@ export class RegionInit1790000000001 implements MigrationInterface {
   async up(q: QueryRunner): Promise<void> {
     // Which region this database belongs to; checked at every start so a broker pointed at
     // another region's database refuses to run instead of mixing people's data.
-    await q.query(`create table region_marker (singleton boolean primary key default true check (singleton), region text not null)`);
+    await q.query(
+      `create table region_marker (singleton boolean primary key default true check (singleton), region text not null)`,
+    );
     // Subjects known to this region: pseudonymous sub, where their data lives and their profile.
     // Written by the federated login (a later migration extends it); read by findAccount.
     await q.query(`
@@ -33,7 +35,9 @@ export class RegionInit1790000000001 implements MigrationInterface {
       )`);
     await q.query(`create index oidc_payload_grant on oidc_payload(grant_id) where grant_id is not null`);
     await q.query(`create index oidc_payload_uid on oidc_payload(uid) where uid is not null`);
-    await q.query(`create index oidc_payload_user_code on oidc_payload(user_code) where user_code is not null`);
+    await q.query(
+      `create index oidc_payload_user_code on oidc_payload(user_code) where user_code is not null`,
+    );
     await q.query(`create index oidc_payload_expires on oidc_payload(expires_at)`);
     // JWT access tokens are not stored by oidc-provider; introspection needs to know which grant
     // a user token came from, and which tokens were revoked before they expired.
@@ -58,7 +62,9 @@ export class RegionInit1790000000001 implements MigrationInterface {
         activated_at timestamptz,
         publish_until timestamptz
       )`);
-    await q.query(`create unique index signing_key_one_current on signing_key(state) where state = 'current'`);
+    await q.query(
+      `create unique index signing_key_one_current on signing_key(state) where state = 'current'`,
+    );
     await q.query(`
       create table audit_event (
         id bigserial primary key,
