@@ -80,6 +80,10 @@ export function runBrokerProcess(env: Record<string, string | undefined>): {
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  // A test worker that dies must not leave brokers behind.
+  const reap = () => child.kill('SIGKILL');
+  process.once('exit', reap);
+  void exited.then(() => process.off('exit', reap));
   return { child, output: () => out, exited };
 }
 
