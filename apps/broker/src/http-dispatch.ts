@@ -95,8 +95,11 @@ export function createDispatcher(deps: DispatchDeps): Handler {
         status: res.statusCode,
         ms: Math.round(seconds * 1e4) / 10,
       };
-      if (QUIET.has(path)) logger.debug(line, 'request');
-      else logger.info(line, 'request');
+      // Refusals and failures are operations news; the stream of successful requests is counted
+      // by the metrics and logged only at debug (a log line costs more than a signature).
+      if (res.statusCode >= 500) logger.error(line, 'request');
+      else if (res.statusCode >= 400 && !QUIET.has(path)) logger.info(line, 'request');
+      else logger.debug(line, 'request');
     });
     if (nest) return deps.nest(req, res);
     if (path === '/jwks' && req.method === 'GET') {
