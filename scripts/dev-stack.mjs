@@ -44,7 +44,9 @@ function devSecrets() {
 async function main() {
   for (const r of REGIONS) {
     if (!(await portFree(r.port))) {
-      console.error(`port ${r.port} (region ${r.region}) is already in use: stop what uses it or set MERIDIAN_${r.region.toUpperCase()}_PORT`);
+      console.error(
+        `port ${r.port} (region ${r.region}) is already in use: stop what uses it or set MERIDIAN_${r.region.toUpperCase()}_PORT`,
+      );
       process.exit(1);
     }
   }

@@ -260,3 +260,52 @@ describe('RFC 9700 §4.14.2 — refresh token rotation and reuse detection', () 
     expect(body.error_description).toMatch(/residency/);
   });
 });
+
+describe('OpenID Connect Core §5.3 userinfo and RP-Initiated Logout 1.0', () => {
+  it('answers userinfo for an access token issued for the OP itself (no resource requested)', async () => {
+    const ui = { clientId: 'flow-ui', clientSecret: 'flow-ui-secret-0123456789abcdefghijklmn' };
+    const put = await adminCall(broker, 'PUT', `/admin/clients/${ui.clientId}`, {
+      client_secret: ui.clientSecret,
+      redirect_uris: [REDIRECT],
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'client_secret_basic',
+      scope: 'openid',
+    });
+    expect(put.status).toBe(201);
+    const provider = broker.running.state.runtime.provider;
+    const grant = new provider.Grant({ accountId: SUB, clientId: ui.clientId });
+    grant.addOIDCScope('openid');
+    const grantId = await grant.save();
+    const { verifier, challenge } = pkce();
+    const code = await new provider.AuthorizationCode({
+      accountId: SUB,
+      client: await provider.Client.find(ui.clientId),
+      grantId,
+      scope: 'openid',
+      redirectUri: REDIRECT,
+      codeChallenge: challenge,
+      codeChallengeMethod: 'S256',
+    } as never).save();
+    const t = await tokenRequest(
+      broker.url,
+      { grant_type: 'authorization_code', code, redirect_uri: REDIRECT, code_verifier: verifier },
+      ui,
+    );
+    expect(t.status).toBe(200);
+    const me = await fetch(`${broker.url}/me`, {
+      headers: { authorization: `Bearer ${t.body.access_token}` },
+    });
+    expect(me.status).toBe(200);
+    expect(await me.json()).toMatchObject({ sub: SUB });
+    const bad = await fetch(`${broker.url}/me`, { headers: { authorization: 'Bearer not-a-token' } });
+    expect(bad.status).toBe(401);
+    expect(bad.headers.get('www-authenticate')).toContain('invalid_token');
+  });
+
+  it('serves the end-session endpoint (a logout confirmation, no error)', async () => {
+    const res = await fetch(`${broker.url}/session/end?client_id=${app.clientId}`);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toMatch(/<form/);
+  });
+});

@@ -150,3 +150,39 @@ describe('trust bundle', () => {
     }
   });
 });
+
+describe('signing algorithm selection', () => {
+  it.each(['PS256', 'EdDSA', 'RS256'])(
+    'signs access tokens with %s when MERIDIAN_SIGNING_ALG says so',
+    async (alg) => {
+      const fresh = await freshDatabases(`alg_${alg.toLowerCase()}`);
+      const b = await spawnBroker({
+        controlUrl: fresh.control.url,
+        regionUrl: fresh.region.eu!.url,
+        extra: { MERIDIAN_SIGNING_ALG: alg },
+      });
+      try {
+        const c = await registerService(b, {
+          resourceId: 'api',
+          audience: API,
+          scopes: ['api:read'],
+          clientId: 'alg-client',
+          clientScope: 'api:read',
+        });
+        const { status, body } = await tokenRequest(
+          b.url,
+          { grant_type: 'client_credentials', resource: API, scope: 'api:read' },
+          c,
+        );
+        expect(status).toBe(200);
+        expect(decodeProtectedHeader(body.access_token as string).alg).toBe(alg);
+        await expect(
+          verifyWith(await jwks(b.url), body.access_token as string, b.issuer),
+        ).resolves.toBeTruthy();
+      } finally {
+        await b.stop();
+        await fresh.drop();
+      }
+    },
+  );
+});

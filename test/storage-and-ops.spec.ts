@@ -38,7 +38,12 @@ async function withAdminPg<T>(fn: (c: Client) => Promise<T>): Promise<T> {
 beforeAll(async () => {
   dbs = await freshDatabases('ops');
   // debug: the most a log can say, so the no-secrets checks below cover every log line.
-  broker = await spawnBroker({ controlUrl: dbs.control.url, regionUrl: dbs.region.eu!.url, kek, extra: { LOG_LEVEL: 'debug' } });
+  broker = await spawnBroker({
+    controlUrl: dbs.control.url,
+    regionUrl: dbs.region.eu!.url,
+    kek,
+    extra: { LOG_LEVEL: 'debug' },
+  });
   client = await registerService(broker, {
     resourceId: 'api',
     audience: API,

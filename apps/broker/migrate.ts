@@ -5,7 +5,12 @@
  */
 import 'reflect-metadata';
 import { validateBrokerEnv } from '@meridian/config';
-import { claimRegionDatabase, createControlDataSource, createRegionDataSource, migrate } from '@meridian/persistence';
+import {
+  claimRegionDatabase,
+  createControlDataSource,
+  createRegionDataSource,
+  migrate,
+} from '@meridian/persistence';
 
 async function main(): Promise<void> {
   const result = validateBrokerEnv(process.env);
@@ -15,7 +20,9 @@ async function main(): Promise<void> {
   }
   const { config } = result;
   if (!config.controlDatabaseUrl || !config.regionDatabaseUrl) {
-    process.stderr.write('config error: CONTROL_DATABASE_URL and REGION_DATABASE_URL are required for npm run migrate\n');
+    process.stderr.write(
+      'config error: CONTROL_DATABASE_URL and REGION_DATABASE_URL are required for npm run migrate\n',
+    );
     process.exit(1);
   }
   const control = createControlDataSource({ url: config.controlDatabaseUrl, poolSize: 2 });
@@ -26,7 +33,9 @@ async function main(): Promise<void> {
     const c = await migrate(control);
     const r = await migrate(region);
     await claimRegionDatabase(region, config.region);
-    process.stdout.write(`control: ${c.length ? c.join(', ') : 'up to date'}\nregion ${config.region}: ${r.length ? r.join(', ') : 'up to date'}\n`);
+    process.stdout.write(
+      `control: ${c.length ? c.join(', ') : 'up to date'}\nregion ${config.region}: ${r.length ? r.join(', ') : 'up to date'}\n`,
+    );
   } catch (err) {
     process.stderr.write(`migrate error: ${(err as Error).message}\n`);
     process.exitCode = 1;

@@ -170,6 +170,10 @@ export class SigningKeyStore {
         [this.now()],
       );
     await this.controlDb.dataSource.transaction(async (tx) => {
+      // Replicas of a region publish at the same moments (start, rotation): take turns.
+      await tx.query(`select pg_advisory_xact_lock(hashtext('meridian:region-keys:' || $1))`, [
+        this.opts.region,
+      ]);
       await tx.query('delete from region_key where region = $1', [this.opts.region]);
       for (const row of rows) {
         await tx.query(
