@@ -799,3 +799,41 @@ describe('admin API — OpenAPI document', () => {
     expect(res.body.paths['/admin/keys/rotate']).toHaveProperty('post');
   });
 });
+
+describe('admin API — redirect URIs (RFC 9700 §2.1, RFC 8252 §7) and media types', () => {
+  it.each([
+    ['http on a public host', 'http://app.example.com/cb'],
+    ['javascript:', 'javascript:alert(1)'],
+    ['data:', 'data:text/html,hi'],
+    ['a scheme without a reverse-domain name', 'myapp:/cb'],
+  ])('refuses a redirect URI with %s', async (_what, uri) => {
+    const r = await call('PUT', '/admin/clients/redirect-probe', { ...CLIENT_OK, redirect_uris: [uri] });
+    expect(r.status).toBe(400);
+    expect(r.body.error).toBe('invalid_request');
+    expect(r.body.error_description).toContain('redirect_uris');
+  });
+
+  it.each([
+    ['https', 'https://app.example.com/cb'],
+    ['loopback http (native apps)', 'http://127.0.0.1:8123/cb'],
+    ['a private-use scheme', 'com.example.app:/oauth2redirect'],
+  ])('accepts a redirect URI with %s', async (_what, uri) => {
+    const native = !uri.startsWith('https:');
+    const r = await call('PUT', '/admin/clients/redirect-ok', {
+      ...CLIENT_OK,
+      redirect_uris: [uri],
+      ...(native ? { application_type: 'native' } : {}),
+    });
+    expect([200, 201]).toContain(r.status);
+  });
+
+  it('answers a body that is not JSON with 415', async () => {
+    const r = await raw('PUT', '/admin/regions/media-probe', {
+      authorization: `Bearer ${token}`,
+      body: 'issuer=https://x.example',
+      contentType: 'text/plain',
+    });
+    expect(r.status).toBe(415);
+    expect(r.body.error).toBe('unsupported_media_type');
+  });
+});

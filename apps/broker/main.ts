@@ -5,7 +5,6 @@
 import 'reflect-metadata';
 import { validateBrokerEnv } from '@meridian/config';
 import { createLogger } from '@meridian/observability';
-import { startBroker } from './src/bootstrap';
 
 async function main(): Promise<void> {
   const result = validateBrokerEnv(process.env);
@@ -16,6 +15,10 @@ async function main(): Promise<void> {
   const { config, warnings } = result;
   const logger = createLogger({ level: config.logLevel, region: config.region });
   for (const w of warnings) logger.warn({ variable: w.variable }, w.message);
+  // Loaded only after the configuration is known to be good: a bad variable stops the process
+  // before any library gets to print anything.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- deferred on purpose (see above); CommonJS build
+  const { startBroker } = require('./src/bootstrap') as typeof import('./src/bootstrap');
   let broker: Awaited<ReturnType<typeof startBroker>>;
   try {
     broker = await startBroker(config, { logger });

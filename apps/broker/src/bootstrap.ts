@@ -23,6 +23,43 @@ export interface RunningBroker {
   close(): Promise<void>;
 }
 
+const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
+
+/** A request with a body must say it is JSON: anything else is 415, not a validation riddle. */
+function refuseNonJsonBodies(req: express.Request, res: express.Response, next: express.NextFunction): void {
+  const hasBody =
+    Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
+  if (hasBody && !JSON_TYPE.test(req.headers['content-type'] ?? '')) {
+    res
+      .status(415)
+      .json({ error: 'unsupported_media_type', error_description: 'the body must be application/json' });
+    return;
+  }
+  next();
+}
+
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+/** Prototype-pollution keys are refused by name, at any depth (class-transformer would silently drop them). */
+function refusePrototypeKeys(req: express.Request, res: express.Response, next: express.NextFunction): void {
+  const found = findForbiddenKey(req.body, 0);
+  if (found) {
+    res.status(400).json({ error: 'invalid_request', error_description: `property ${found} is not allowed` });
+    return;
+  }
+  next();
+}
+
+function findForbiddenKey(value: unknown, depth: number): string | undefined {
+  if (depth > 32 || value === null || typeof value !== 'object') return undefined;
+  for (const key of Object.keys(value)) {
+    if (FORBIDDEN_KEYS.has(key)) return key;
+    const nested = findForbiddenKey((value as Record<string, unknown>)[key], depth + 1);
+    if (nested) return nested;
+  }
+  return undefined;
+}
+
 export async function startBroker(
   config: BrokerConfig,
   opts: { logger?: Logger } = {},
@@ -44,7 +81,9 @@ export async function startBroker(
     },
   );
   // Small JSON bodies only; a malformed one is a 400 through the filter, not a trace.
+  app.use(refuseNonJsonBodies);
   app.use(express.json({ limit: '64kb', strict: true, type: ['application/json', 'application/*+json'] }));
+  app.use(refusePrototypeKeys);
   app.useGlobalPipes(
     new ValidationPipe({
       whitelist: true,

@@ -12,6 +12,32 @@ function checkId(kind: string, id: string, re = ID): void {
     throw new AdminError('ERR_INVALID_BODY', `${kind} id must be 1-128 characters of A-Z a-z 0-9 . _ ~ : -`);
 }
 
+const LOOPBACK = new Set(['127.0.0.1', '[::1]', 'localhost']);
+
+/**
+ * RFC 9700 §2.1 / RFC 8252 §7: https, http only on loopback (native apps), or a private-use
+ * scheme with a reverse-domain name (contains a dot). Never javascript:, data: and the like.
+ */
+function checkRedirectUri(uri: string): void {
+  let url: URL;
+  try {
+    url = new URL(uri);
+  } catch {
+    throw new AdminError('ERR_INVALID_BODY', `redirect_uris: ${uri} is not a URL`);
+  }
+  const scheme = url.protocol.slice(0, -1);
+  if (scheme === 'https') return;
+  if (scheme === 'http') {
+    if (LOOPBACK.has(url.hostname)) return;
+    throw new AdminError('ERR_INVALID_BODY', `redirect_uris: ${uri} must use https (http only on loopback)`);
+  }
+  if (scheme.includes('.') && !['javascript', 'data', 'file', 'vbscript'].includes(scheme)) return;
+  throw new AdminError(
+    'ERR_INVALID_BODY',
+    `redirect_uris: ${uri} must use https, loopback http or a private-use scheme such as com.example.app`,
+  );
+}
+
 export interface Upserted<T> {
   created: boolean;
   body: T;
@@ -125,6 +151,7 @@ export class AdminService {
         'ERR_PROTECTED',
         'the bootstrap admin client is managed by MERIDIAN_ADMIN_CLIENT_ID/SECRET',
       );
+    for (const uri of [...dto.redirect_uris, ...(dto.post_logout_redirect_uris ?? [])]) checkRedirectUri(uri);
     const resources = dto.resources ?? [];
     for (const audience of resources) {
       if (audience === ADMIN_AUDIENCE) continue;

@@ -124,7 +124,8 @@ export function validateBrokerEnv(
       errors.push('MERIDIAN_ISSUER must be an absolute URL, e.g. https://eu.id.example.com');
     }
     if (url) {
-      if (url.search || url.hash || url.username || url.password) {
+      // RFC 8414 §2: no query or fragment component at all — an empty `?` or `#` is one too.
+      if (issuer.includes('?') || issuer.includes('#') || url.username || url.password) {
         errors.push('MERIDIAN_ISSUER must not carry a query, fragment or credentials');
       } else if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
         errors.push('MERIDIAN_ISSUER must use https (http is allowed only for loopback hosts)');

@@ -77,6 +77,15 @@ export class ClientDto {
   @MaxLength(200)
   client_name?: string;
 
+  @ApiPropertyOptional({
+    enum: ['web', 'native'],
+    default: 'web',
+    description: 'native apps may use loopback or private-use redirect URIs',
+  })
+  @IsOptional()
+  @IsIn(['web', 'native'], { message: 'application_type must be web or native' })
+  application_type?: string;
+
   @ApiProperty({ example: ['https://app.example.com/callback'] })
   @IsArray()
   @ArrayMaxSize(50)
