@@ -58,6 +58,15 @@ function routeGroup(path: string, nest: boolean): string {
 
 export function createDispatcher(deps: DispatchDeps): Handler {
   const { logger, metrics } = deps;
+  // prom-client hashes a label object on every observe; bound children skip that per request.
+  const observers = new Map<string, { observe(v: number): void }>();
+  const observe = (route: string, status: number, seconds: number) => {
+    const key = `${route}|${Math.floor(status / 100)}`;
+    let child = observers.get(key);
+    if (!child)
+      observers.set(key, (child = metrics.httpDuration.labels(route, `${Math.floor(status / 100)}xx`)));
+    child.observe(seconds);
+  };
   const basePath = deps.issuer.pathname.replace(/\/+$/, '');
   const issuerHost = deps.issuer.host;
   const issuerProto = deps.issuer.protocol.slice(0, -1);
@@ -82,10 +91,7 @@ export function createDispatcher(deps: DispatchDeps): Handler {
     const group = routeGroup(path, nest);
     res.on('finish', () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      metrics.httpDuration.observe(
-        { route: group, status_class: `${Math.floor(res.statusCode / 100)}xx` },
-        seconds,
-      );
+      observe(group, res.statusCode, seconds);
       // Path only: query strings carry codes and state.
       const line = {
         reqId,

@@ -102,6 +102,12 @@ export class RegionPayloadAdapter implements Adapter {
  */
 export class ControlClientAdapter implements Adapter {
   private readonly cache = new Map<string, { at: number; value: AdapterPayload | undefined }>();
+  /** oidc-provider Client instances, per provider instance (keys rotate → new provider). */
+  private readonly instances = new WeakMap<
+    object,
+    Map<string, { at: number; generation: number; client: unknown }>
+  >();
+  private generation = 0;
 
   constructor(
     private readonly db: ControlDatabase,
@@ -125,6 +131,31 @@ export class ControlClientAdapter implements Adapter {
   invalidate(id?: string): void {
     if (id === undefined) this.cache.clear();
     else this.cache.delete(id);
+    this.generation++;
+  }
+
+  /**
+   * The provider's Client instance for `id`, kept as long as the metadata is. oidc-provider
+   * would otherwise stringify and hash the metadata on every token request to find its
+   * cached instance.
+   */
+  async clientInstance<T>(
+    owner: object,
+    id: string,
+    load: (id: string) => Promise<T | undefined>,
+  ): Promise<T | undefined> {
+    let byId = this.instances.get(owner);
+    if (!byId) this.instances.set(owner, (byId = new Map()));
+    const hit = byId.get(id);
+    if (hit && hit.generation === this.generation && Date.now() - hit.at < this.ttlMs) return hit.client as T;
+    const generation = this.generation;
+    const client = await load(id);
+    if (client === undefined) byId.delete(id);
+    else {
+      if (byId.size >= this.maxEntries) byId.delete(byId.keys().next().value as string);
+      byId.set(id, { at: Date.now(), generation, client });
+    }
+    return client;
   }
 
   async upsert(): Promise<void> {

@@ -52,6 +52,19 @@ export function providerJwks(keys: KeySet): { keys: JWK[] } {
   return { keys: ordered.map((k) => k.privateJwk as JWK) };
 }
 
+/** Extra client metadata, as oidc-provider exposes it (camelCase) on the client instance. */
+interface ClientExtras {
+  resources?: string[];
+  allowedScopes?: string;
+  allowed_scopes?: string;
+}
+
+// Read straight from the instance: client.metadata() rebuilds a snake_case copy of every
+// property and costs more than the token's signature on this hot path.
+function clientResources(client: unknown): string[] {
+  return (client as ClientExtras).resources ?? [];
+}
+
 export function buildProvider(deps: ProviderDeps): Provider {
   const adapterCache = new Map<string, RegionPayloadAdapter>();
   const cookieKeys = [
@@ -125,12 +138,12 @@ export function buildProvider(deps: ProviderDeps): Provider {
         enabled: true,
         // One audience per access token (RFC 8707 §2): the client names it, or has only one.
         defaultResource(_ctx, client) {
-          const allowed = (client.metadata().resources as string[] | undefined) ?? [];
+          const allowed = clientResources(client);
           return allowed.length === 1 ? allowed[0] : undefined;
         },
         useGrantedResource: () => true,
         async getResourceServerInfo(_ctx, resourceIndicator, client) {
-          const allowed = (client.metadata().resources as string[] | undefined) ?? [];
+          const allowed = clientResources(client);
           if (!allowed.includes(resourceIndicator)) {
             throw new errors.InvalidTarget(
               `client is not permitted to request resource ${resourceIndicator}`,
@@ -140,7 +153,10 @@ export function buildProvider(deps: ProviderDeps): Provider {
           if (!resource) throw new errors.InvalidTarget(`unknown resource ${resourceIndicator}`);
           // A scope the client was not registered for is not granted (dropped, not an error:
           // RFC 6749 §3.3 lets the server grant less than asked).
-          const clientScopes = new Set(String(client.metadata().allowed_scopes ?? '').split(' '));
+          const extras = client as ClientExtras;
+          const clientScopes = new Set(
+            String(extras.allowedScopes ?? extras.allowed_scopes ?? '').split(' '),
+          );
           return {
             scope: resource.scopes.filter((s) => clientScopes.has(s)).join(' '),
             audience: resource.audience,
@@ -220,6 +236,9 @@ export function buildProvider(deps: ProviderDeps): Provider {
 
   const provider = new Provider(deps.issuer, configuration);
   provider.proxy = true;
+
+  const findClient = provider.Client.find.bind(provider.Client);
+  provider.Client.find = (id: string) => deps.clients.clientInstance(provider, id, findClient);
 
   // Secrets are stored as salted HMACs (see client-secret.ts); oidc-provider compares the
   // presented secret through this one method.
