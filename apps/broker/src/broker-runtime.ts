@@ -203,11 +203,13 @@ export class BrokerRuntime {
       interactionPath: (uid) => `${INTERACTION_PREFIX}${uid}`,
     });
     installTokenStatus(provider, this.tokenStatus);
+    const successes = new Map<string, { inc(): void }>();
     provider.on('grant.success', (ctx) => {
-      this.metrics.tokenRequests.inc({
-        grant_type: String(ctx.oidc.params?.grant_type ?? 'unknown'),
-        outcome: 'success',
-      });
+      const grantType = String(ctx.oidc.params?.grant_type ?? 'unknown');
+      let counter = successes.get(grantType);
+      if (!counter)
+        successes.set(grantType, (counter = this.metrics.tokenRequests.labels(grantType, 'success')));
+      counter.inc();
     });
     provider.on('grant.error', (ctx, err) => {
       this.metrics.tokenRequests.inc({

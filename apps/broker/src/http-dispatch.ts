@@ -92,6 +92,11 @@ export function createDispatcher(deps: DispatchDeps): Handler {
     res.on('finish', () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       observe(group, res.statusCode, seconds);
+      // Refusals and failures are operations news; the stream of successful requests is counted
+      // by the metrics and logged only at debug (a log line costs more than a signature).
+      const level =
+        res.statusCode >= 500 ? 'error' : res.statusCode >= 400 && !QUIET.has(path) ? 'info' : 'debug';
+      if (!logger.isLevelEnabled(level)) return;
       // Path only: query strings carry codes and state.
       const line = {
         reqId,
@@ -101,11 +106,7 @@ export function createDispatcher(deps: DispatchDeps): Handler {
         status: res.statusCode,
         ms: Math.round(seconds * 1e4) / 10,
       };
-      // Refusals and failures are operations news; the stream of successful requests is counted
-      // by the metrics and logged only at debug (a log line costs more than a signature).
-      if (res.statusCode >= 500) logger.error(line, 'request');
-      else if (res.statusCode >= 400 && !QUIET.has(path)) logger.info(line, 'request');
-      else logger.debug(line, 'request');
+      logger[level](line, 'request');
     });
     if (nest) return deps.nest(req, res);
     if (path === '/jwks' && req.method === 'GET') {

@@ -2,7 +2,7 @@
  * oidc-provider, configured as Meridian's OP. Everything here is configuration of the engine;
  * the OAuth endpoints themselves are oidc-provider's (OpenID Certified), not ours.
  */
-import { hkdfSync } from 'node:crypto';
+import { hkdfSync, timingSafeEqual } from 'node:crypto';
 import Provider, { errors, type Configuration, type JWK, type KoaContextWithOIDC } from 'oidc-provider';
 import type { ControlDatabase, RegionDatabase } from '@meridian/persistence';
 import type { SigningAlg } from '@meridian/config';
@@ -65,8 +65,23 @@ function clientResources(client: unknown): string[] {
   return (client as ClientExtras).resources ?? [];
 }
 
+const scopeSets = new WeakMap<object, Set<string>>();
+function allowedScopes(client: object): Set<string> {
+  let set = scopeSets.get(client);
+  if (!set) {
+    const extras = client as ClientExtras;
+    scopeSets.set(
+      client,
+      (set = new Set(String(extras.allowedScopes ?? extras.allowed_scopes ?? '').split(' '))),
+    );
+  }
+  return set;
+}
+
 export function buildProvider(deps: ProviderDeps): Provider {
   const adapterCache = new Map<string, RegionPayloadAdapter>();
+  // The same for every token about no person; frozen so no customizer can change it for others.
+  const regionResidency = Object.freeze(clientResidency(deps.region, deps.jurisdiction));
   const cookieKeys = [
     Buffer.from(hkdfSync('sha256', deps.kek, 'meridian', `cookies:${deps.region}`, 32)).toString('base64url'),
   ];
@@ -153,10 +168,7 @@ export function buildProvider(deps: ProviderDeps): Provider {
           if (!resource) throw new errors.InvalidTarget(`unknown resource ${resourceIndicator}`);
           // A scope the client was not registered for is not granted (dropped, not an error:
           // RFC 6749 §3.3 lets the server grant less than asked).
-          const extras = client as ClientExtras;
-          const clientScopes = new Set(
-            String(extras.allowedScopes ?? extras.allowed_scopes ?? '').split(' '),
-          );
+          const clientScopes = allowedScopes(client);
           return {
             scope: resource.scopes.filter((s) => clientScopes.has(s)).join(' '),
             audience: resource.audience,
@@ -209,7 +221,7 @@ export function buildProvider(deps: ProviderDeps): Provider {
             }
             residency = stored;
           } else {
-            residency = clientResidency(deps.region, deps.jurisdiction);
+            residency = regionResidency;
           }
           jwt.payload.residency = residency;
           const grantId = (token as { grantId?: string }).grantId;
@@ -242,11 +254,21 @@ export function buildProvider(deps: ProviderDeps): Provider {
 
   // Secrets are stored as salted HMACs (see client-secret.ts); oidc-provider compares the
   // presented secret through this one method.
+  // The last secret that verified is remembered per Client instance (instances live as long as
+  // the client cache entry, seconds), so a busy client costs one constant-time comparison per
+  // request instead of an HMAC.
+  const verified = new WeakMap<object, Buffer>();
   provider.Client.prototype.compareClientSecret = function compareClientSecret(
     this: { clientSecret?: string },
     actual: string,
   ) {
-    return verifyClientSecret(this.clientSecret ?? '', actual);
+    if (typeof actual !== 'string') return false;
+    const presented = Buffer.from(actual, 'utf8');
+    const known = verified.get(this);
+    if (known && known.length === presented.length && timingSafeEqual(known, presented)) return true;
+    const ok = verifyClientSecret(this.clientSecret ?? '', actual);
+    if (ok) verified.set(this, presented);
+    return ok;
   };
 
   return provider;
