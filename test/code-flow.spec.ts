@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   adminCall,
   freshDatabases,
+  introspect,
   startInProcessBroker,
   tokenRequest,
   type InProcessBroker,
@@ -74,16 +75,8 @@ async function refresh(refreshToken: string) {
   );
 }
 
-async function introspect(token: string) {
-  const res = await fetch(`${broker.url}/token/introspection`, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/x-www-form-urlencoded',
-      authorization: `Basic ${Buffer.from(`${app.clientId}:${app.clientSecret}`).toString('base64')}`,
-    },
-    body: new URLSearchParams({ token }),
-  });
-  return (await res.json()) as Record<string, unknown>;
+async function introspectAs(token: string) {
+  return (await introspect(broker.url, token, app)).body;
 }
 
 beforeAll(async () => {
@@ -139,7 +132,7 @@ describe('RFC 6749 §4.1 + RFC 7636 — authorization code with PKCE', () => {
     expect(payload.sub).toBe(SUB);
     expect(payload.client_id).toBe(app.clientId);
     expect(payload.residency).toEqual(RESIDENCY);
-    expect(await introspect(body.access_token as string)).toMatchObject({ active: true, sub: SUB });
+    expect(await introspectAs(body.access_token as string)).toMatchObject({ active: true, sub: SUB });
   });
 
   it('RFC 7636 §4.6 — refuses a code redeemed without its verifier', async () => {
@@ -174,7 +167,7 @@ describe('RFC 6749 §4.1 + RFC 7636 — authorization code with PKCE', () => {
     const replay = await redeem(code, verifier);
     expect(replay.status).toBe(400);
     expect(replay.body.error).toBe('invalid_grant');
-    expect(await introspect(first.body.access_token as string)).toEqual({ active: false });
+    expect(await introspectAs(first.body.access_token as string)).toEqual({ active: false });
     expect((await refresh(first.body.refresh_token as string)).body.error).toBe('invalid_grant');
   });
 
@@ -216,7 +209,7 @@ describe('RFC 9700 §4.14.2 — refresh token rotation and reuse detection', () 
     // The attacker's or the victim's newer token: both dead now.
     const after = await refresh(t1.body.refresh_token as string);
     expect(after.body.error).toBe('invalid_grant');
-    expect(await introspect(t1.body.access_token as string)).toEqual({ active: false });
+    expect(await introspectAs(t1.body.access_token as string)).toEqual({ active: false });
   });
 
   it('lets only one of two parallel uses of one refresh token succeed, and revokes the family', async () => {

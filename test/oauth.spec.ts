@@ -7,6 +7,8 @@ import { SignJWT, createRemoteJWKSet, decodeJwt, exportJWK, generateKeyPair, jwt
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   adminCall,
+  clientCredentials,
+  introspect,
   adminToken,
   freshDatabases,
   registerService,
@@ -22,16 +24,8 @@ const ORDERS = 'https://orders.test.example';
 const BILLING = 'https://billing.test.example';
 const SHORT = 'https://short.test.example';
 
-async function introspect(token: string, auth = orders) {
-  const res = await fetch(`${broker.url}/token/introspection`, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/x-www-form-urlencoded',
-      authorization: `Basic ${Buffer.from(`${auth.clientId}:${auth.clientSecret}`).toString('base64')}`,
-    },
-    body: new URLSearchParams({ token }),
-  });
-  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+function introspectAs(token: string, auth = orders) {
+  return introspect(broker.url, token, auth);
 }
 
 beforeAll(async () => {
@@ -122,11 +116,7 @@ describe('OpenID Connect Discovery 1.0 §3 — provider metadata', () => {
 
 describe('RFC 6749 §4.4 client_credentials with RFC 8707 resource indicators', () => {
   it('issues a token whose aud is exactly the requested resource', async () => {
-    const { status, body } = await tokenRequest(
-      broker.url,
-      { grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read' },
-      orders,
-    );
+    const { status, body } = await clientCredentials(broker.url, orders, ORDERS, 'orders:read');
     expect(status).toBe(200);
     const claims = decodeJwt(body.access_token as string);
     expect(claims.aud).toBe(ORDERS);
@@ -134,31 +124,19 @@ describe('RFC 6749 §4.4 client_credentials with RFC 8707 resource indicators', 
   });
 
   it('RFC 8707 §2 — refuses a resource the client is not permitted with invalid_target', async () => {
-    const { status, body } = await tokenRequest(
-      broker.url,
-      { grant_type: 'client_credentials', resource: BILLING, scope: 'billing:read' },
-      orders,
-    );
+    const { status, body } = await clientCredentials(broker.url, orders, BILLING, 'billing:read');
     expect(status).toBe(400);
     expect(body.error).toBe('invalid_target');
   });
 
   it('RFC 8707 §2 — refuses an unknown resource with invalid_target', async () => {
-    const { status, body } = await tokenRequest(
-      broker.url,
-      { grant_type: 'client_credentials', resource: 'https://nobody.example' },
-      orders,
-    );
+    const { status, body } = await clientCredentials(broker.url, orders, 'https://nobody.example');
     expect(status).toBe(400);
     expect(body.error).toBe('invalid_target');
   });
 
   it('RFC 6749 §3.3 — does not grant a scope the client was not registered for', async () => {
-    const { status, body } = await tokenRequest(
-      broker.url,
-      { grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read orders:write' },
-      orders,
-    );
+    const { status, body } = await clientCredentials(broker.url, orders, ORDERS, 'orders:read orders:write');
     expect(status).toBe(200);
     expect(decodeJwt(body.access_token as string).scope).toBe('orders:read');
   });
@@ -247,11 +225,7 @@ describe('RFC 6749 §4.4 client_credentials with RFC 8707 resource indicators', 
 
 describe('RFC 9068 — JWT access tokens', () => {
   it('verify against the JWKS with typ at+jwt and carry the CONTRACT claims, residency included', async () => {
-    const { body } = await tokenRequest(
-      broker.url,
-      { grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read' },
-      orders,
-    );
+    const { body } = await clientCredentials(broker.url, orders, ORDERS, 'orders:read');
     const jwks = createRemoteJWKSet(new URL(`${broker.url}/jwks`));
     const { payload, protectedHeader } = await jwtVerify(body.access_token as string, jwks, {
       issuer: broker.issuer,
@@ -272,11 +246,7 @@ describe('RFC 9068 — JWT access tokens', () => {
   });
 
   it('live no longer than the resource TTL', async () => {
-    const { body } = await tokenRequest(
-      broker.url,
-      { grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read' },
-      orders,
-    );
+    const { body } = await clientCredentials(broker.url, orders, ORDERS, 'orders:read');
     const { exp, iat } = decodeJwt(body.access_token as string);
     expect(exp! - iat!).toBe(120);
     expect(body.expires_in).toBeLessThanOrEqual(120);
@@ -285,12 +255,8 @@ describe('RFC 9068 — JWT access tokens', () => {
 
 describe('RFC 7662 — introspection of the broker’s own JWT access tokens', () => {
   it('answers active with the token’s claims for a live token', async () => {
-    const { body } = await tokenRequest(
-      broker.url,
-      { grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read' },
-      orders,
-    );
-    const r = await introspect(body.access_token as string);
+    const { body } = await clientCredentials(broker.url, orders, ORDERS, 'orders:read');
+    const r = await introspectAs(body.access_token as string);
     expect(r.status).toBe(200);
     expect(r.body).toMatchObject({
       active: true,
@@ -313,14 +279,14 @@ describe('RFC 7662 — introspection of the broker’s own JWT access tokens', (
       .setIssuedAt()
       .setExpirationTime('5m')
       .sign(privateKey);
-    expect((await introspect(forged)).body).toEqual({ active: false });
+    expect((await introspectAs(forged)).body).toEqual({ active: false });
   });
 
   it('§2.2 — answers only {active:false} for an alg:none token', async () => {
     const enc = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
     const now = Math.floor(Date.now() / 1000);
     const none = `${enc({ alg: 'none', typ: 'at+jwt' })}.${enc({ iss: broker.issuer, sub: 'x', aud: ORDERS, client_id: 'x', jti: 'n', iat: now, exp: now + 60 })}.`;
-    expect((await introspect(none)).body).toEqual({ active: false });
+    expect((await introspectAs(none)).body).toEqual({ active: false });
   });
 
   it('§2.2 — answers only {active:false} for an expired token', async () => {
@@ -343,17 +309,13 @@ describe('RFC 7662 — introspection of the broker’s own JWT access tokens', (
     );
     expect(short.status).toBe(200);
     await new Promise((r) => setTimeout(r, 2_100));
-    expect((await introspect(short.body.access_token as string)).body).toEqual({ active: false });
+    expect((await introspectAs(short.body.access_token as string)).body).toEqual({ active: false });
   });
 
   it('RFC 7009 §2.1 — a revoked token introspects as {active:false}', async () => {
-    const { body } = await tokenRequest(
-      broker.url,
-      { grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read' },
-      orders,
-    );
+    const { body } = await clientCredentials(broker.url, orders, ORDERS, 'orders:read');
     const token = body.access_token as string;
-    expect((await introspect(token)).body.active).toBe(true);
+    expect((await introspectAs(token)).body.active).toBe(true);
     const rev = await fetch(`${broker.url}/token/revocation`, {
       method: 'POST',
       headers: {
@@ -363,15 +325,11 @@ describe('RFC 7662 — introspection of the broker’s own JWT access tokens', (
       body: new URLSearchParams({ token, token_type_hint: 'access_token' }),
     });
     expect(rev.status).toBe(200);
-    expect((await introspect(token)).body).toEqual({ active: false });
+    expect((await introspectAs(token)).body).toEqual({ active: false });
   });
 
   it('RFC 7009 §2.1 — a client cannot revoke another client’s token', async () => {
-    const { body } = await tokenRequest(
-      broker.url,
-      { grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read' },
-      orders,
-    );
+    const { body } = await clientCredentials(broker.url, orders, ORDERS, 'orders:read');
     const admin = { clientId: broker.adminClientId, clientSecret: broker.adminClientSecret };
     const rev = await fetch(`${broker.url}/token/revocation`, {
       method: 'POST',
@@ -382,15 +340,11 @@ describe('RFC 7662 — introspection of the broker’s own JWT access tokens', (
       body: new URLSearchParams({ token: body.access_token as string }),
     });
     expect(rev.status).toBe(400);
-    expect((await introspect(body.access_token as string)).body.active).toBe(true);
+    expect((await introspectAs(body.access_token as string)).body.active).toBe(true);
   });
 
   it('§2.1 — requires client authentication', async () => {
-    const { body } = await tokenRequest(
-      broker.url,
-      { grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read' },
-      orders,
-    );
+    const { body } = await clientCredentials(broker.url, orders, ORDERS, 'orders:read');
     const res = await fetch(`${broker.url}/token/introspection`, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },

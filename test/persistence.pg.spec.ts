@@ -6,42 +6,30 @@
 import { errors } from 'oidc-provider';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  ControlDatabase,
-  RegionDatabase,
   claimRegionDatabase,
-  createControlDataSource,
   createRegionDataSource,
   migrate,
+  type ControlDatabase,
+  type RegionDatabase,
 } from '@meridian/persistence';
 import { RegionPayloadAdapter } from '@meridian/tokens';
 import { freshDatabases } from './support/broker';
+import { openStores } from './support/stores';
 
-let dbs: Awaited<ReturnType<typeof freshDatabases>>;
-let eu: RegionDatabase<'eu'>;
-let us: RegionDatabase<'us'>;
+let stores: Awaited<ReturnType<typeof openStores<'eu' | 'us'>>>;
+let eu: RegionDatabase<'eu' | 'us'>;
+let us: RegionDatabase<'eu' | 'us'>;
 let control: ControlDatabase;
 
 beforeAll(async () => {
-  dbs = await freshDatabases('store', ['eu', 'us']);
-  const euDs = createRegionDataSource({ url: dbs.region.eu!.url });
-  const usDs = createRegionDataSource({ url: dbs.region.us!.url });
-  const controlDs = createControlDataSource({ url: dbs.control.url });
-  await Promise.all([euDs.initialize(), usDs.initialize(), controlDs.initialize()]);
-  await Promise.all([migrate(euDs), migrate(usDs), migrate(controlDs)]);
-  await claimRegionDatabase(euDs, 'eu');
-  await claimRegionDatabase(usDs, 'us');
-  eu = new RegionDatabase('eu', euDs);
-  us = new RegionDatabase('us', usDs);
-  control = new ControlDatabase(controlDs);
+  stores = await openStores('store', ['eu', 'us']);
+  ({ control } = stores);
+  eu = stores.region.eu;
+  us = stores.region.us;
 });
 
 afterAll(async () => {
-  await Promise.allSettled([
-    eu?.dataSource.destroy(),
-    us?.dataSource.destroy(),
-    control?.dataSource.destroy(),
-  ]);
-  await dbs?.drop();
+  await stores?.close();
 });
 
 describe('oidc-provider adapter on the region database', () => {

@@ -5,14 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  ControlDatabase,
-  RegionDatabase,
-  claimRegionDatabase,
-  createControlDataSource,
-  createRegionDataSource,
-  migrate,
-} from '@meridian/persistence';
+import type { ControlDatabase, RegionDatabase } from '@meridian/persistence';
 import {
   MAX_SIGNED_LIFETIME_SECONDS,
   RETIRE_GRACE_SECONDS,
@@ -20,9 +13,9 @@ import {
   open,
   seal,
 } from '@meridian/keys';
-import { freshDatabases } from './support/broker';
+import { openStores } from './support/stores';
 
-let dbs: Awaited<ReturnType<typeof freshDatabases>>;
+let stores: Awaited<ReturnType<typeof openStores<'eu'>>>;
 let region: RegionDatabase<'eu'>;
 let control: ControlDatabase;
 const kek = randomBytes(32);
@@ -31,20 +24,14 @@ const store = () =>
   new SigningKeyStore(region, control, { region: 'eu', alg: 'ES256', kek, now: () => clock });
 
 beforeAll(async () => {
-  dbs = await freshDatabases('sk');
-  const r = createRegionDataSource({ url: dbs.region.eu!.url });
-  const c = createControlDataSource({ url: dbs.control.url });
-  await Promise.all([r.initialize(), c.initialize()]);
-  await Promise.all([migrate(r), migrate(c)]);
-  await claimRegionDatabase(r, 'eu');
-  region = new RegionDatabase('eu', r);
-  control = new ControlDatabase(c);
+  stores = await openStores('sk', ['eu']);
+  ({ control } = stores);
+  region = stores.region.eu;
   await control.query(`insert into region (id, issuer) values ('eu', 'http://127.0.0.1:1')`);
 });
 
 afterAll(async () => {
-  await Promise.allSettled([region?.dataSource.destroy(), control?.dataSource.destroy()]);
-  await dbs?.drop();
+  await stores?.close();
 });
 
 describe('scheduled rotation', () => {

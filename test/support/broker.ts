@@ -273,3 +273,34 @@ export async function registerService(
   if (c.status >= 300) throw new Error(`client: ${c.status} ${JSON.stringify(c.body)}`);
   return { clientId: o.clientId, clientSecret };
 }
+
+/** RFC 6749 §4.4: a client_credentials token request for one resource. */
+export function clientCredentials(
+  url: string,
+  client: { clientId: string; clientSecret: string },
+  resource: string,
+  scope?: string,
+) {
+  return tokenRequest(
+    url,
+    { grant_type: 'client_credentials', resource, ...(scope ? { scope } : {}) },
+    client,
+  );
+}
+
+/** RFC 7662 introspection, authenticated with client_secret_basic. */
+export async function introspect(
+  url: string,
+  token: string,
+  client: { clientId: string; clientSecret: string },
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(`${url}/token/introspection`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      authorization: basic(client.clientId, client.clientSecret),
+    },
+    body: new URLSearchParams({ token }),
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
