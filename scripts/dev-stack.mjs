@@ -14,7 +14,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 const { startEmbeddedPostgres } = require(join(root, 'dist/libs/persistence/src/embedded-postgres.js'));
 
-const dataDir = join(root, '.meridian');
+const dataDir = process.env.MERIDIAN_DATA_DIR ?? join(root, '.meridian');
 const REGIONS = [
   { region: 'eu', port: Number(process.env.MERIDIAN_EU_PORT ?? 4000), jurisdiction: 'EU' },
   { region: 'us', port: Number(process.env.MERIDIAN_US_PORT ?? 4001), jurisdiction: 'US' },

@@ -73,6 +73,9 @@ describe('secrets at rest', () => {
     const dump = (await dumpDatabase(dbs.control.url)) + (await dumpDatabase(dbs.region.eu!.url));
     expect(dump).toContain('signing_key'); // the dump did read the key table
     expect(dump).not.toMatch(/"d":\s*"/); // no private JWK member anywhere (RFC 7518 §6.2.2.1)
+    // …nor inside a bytea column, where it would appear hex-encoded.
+    for (const needle of ['"d":"', '"d": "'])
+      expect(dump.toLowerCase()).not.toContain(Buffer.from(needle).toString('hex'));
     expect(dump).not.toContain(client.clientSecret);
     expect(dump).not.toContain(broker.adminClientSecret);
     expect(dump).not.toContain(kek);
