@@ -837,3 +837,15 @@ describe('admin API — redirect URIs (RFC 9700 §2.1, RFC 8252 §7) and media t
     expect(r.body.error).toBe('unsupported_media_type');
   });
 });
+
+describe('admin API — peer region issuers', () => {
+  it.each([
+    ['http on a public host', 'http://us.id.example.com'],
+    ['a query', 'https://us.id.example.com/?x=1'],
+    ['a fragment', 'https://us.id.example.com/#f'],
+  ])('refuses an issuer with %s', async (_what, issuer) => {
+    const r = await call('PUT', '/admin/regions/issuer-probe', { issuer });
+    expect(r.status).toBe(400);
+    expect(r.body.error_description).toContain('issuer');
+  });
+});

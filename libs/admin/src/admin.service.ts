@@ -1,4 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { isLoopbackHost } from '@meridian/config';
 import { ADMIN_AUDIENCE, generateClientSecret, hashClientSecret, splitClientScope } from '@meridian/tokens';
 import { ADMIN_DEPS, type AdminDeps } from './admin-deps';
 import { AdminError } from './admin-error';
@@ -51,6 +52,11 @@ export class AdminService {
   // ---- regions
   async putRegion(actor: string, id: string, dto: RegionDto): Promise<Upserted<Record<string, unknown>>> {
     checkId('region', id, REGION_ID);
+    const issuerUrl = new URL(dto.issuer);
+    if (issuerUrl.search || issuerUrl.hash || dto.issuer.includes('?') || dto.issuer.includes('#'))
+      throw new AdminError('ERR_INVALID_BODY', 'issuer must not carry a query or fragment (RFC 8414 §2)');
+    if (issuerUrl.protocol === 'http:' && !isLoopbackHost(issuerUrl.hostname))
+      throw new AdminError('ERR_INVALID_BODY', 'issuer must use https (http only for loopback)');
     const rows = await this.deps.controlDb
       .query<{ created: boolean }>(
         `insert into region (id, issuer, jurisdiction) values ($1, $2, $3)
