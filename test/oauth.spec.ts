@@ -16,6 +16,7 @@ import {
   tokenRequest,
   type SpawnedBroker,
 } from './support/broker';
+import { TestBrowser } from './support/browser';
 
 let broker: SpawnedBroker;
 let dbs: Awaited<ReturnType<typeof freshDatabases>>;
@@ -427,26 +428,51 @@ describe('authorization endpoint — RFC 9700 refusals and the pending login', (
     expect(html).not.toMatch(/\n\s+at /);
   });
 
-  it('ends a valid request in an OAuth login_required redirect (no login method yet), with iss', async () => {
-    let res = await authorize({ code_challenge: challenge, code_challenge_method: 'S256' });
-    expect(res.status).toBe(303);
-    let cookies = res.headers
-      .getSetCookie()
-      .map((c) => c.split(';')[0])
-      .join('; ');
-    let location = res.headers.get('location')!;
-    expect(location).toMatch(/\/interaction\//);
-    for (let hop = 0; hop < 5 && !location.startsWith(redirectUri); hop++) {
-      res = await fetch(new URL(location, broker.url), { redirect: 'manual', headers: { cookie: cookies } });
-      const more = res.headers.getSetCookie().map((c) => c.split(';')[0]);
-      if (more.length) cookies = [cookies, ...more].join('; ');
-      location = res.headers.get('location')!;
-      expect(location, `hop ${hop} status ${res.status}`).toBeTruthy();
-    }
-    const p = new URL(location).searchParams;
-    expect(p.get('error')).toBe('login_required');
-    expect(p.get('error_description')).toMatch(/federated login/);
+  it('shows the login page for a valid request, and Cancel ends in an access_denied redirect with iss (RFC 9207)', async () => {
+    const browser = new TestBrowser();
+    const start = new URL(`${broker.url}/auth`);
+    for (const [k, v] of Object.entries({
+      client_id: 'web-app',
+      redirect_uri: redirectUri,
+      response_type: 'code',
+      scope: 'openid',
+      state: 's1',
+      code_challenge: challenge,
+      code_challenge_method: 'S256',
+    }))
+      start.searchParams.set(k, v);
+    const page = await browser.follow(start.href, { stopAt: (u) => u.href.startsWith(redirectUri) });
+    expect(page.status).toBe(200);
+    expect(page.url.pathname).toMatch(/^\/interaction\//);
+    expect(page.headers.get('content-security-policy')).toContain("default-src 'none'");
+    expect(page.html).toContain('Sign in');
+    expect(page.html).not.toMatch(/<script/i);
+    const back = await browser.submit(page, { action: /\/cancel$/ }, {}, undefined, {
+      stopAt: (u) => u.href.startsWith(redirectUri),
+    });
+    const p = back.url.searchParams;
+    expect(p.get('error')).toBe('access_denied');
+    expect(p.get('error_description')).toMatch(/cancelled/);
     expect(p.get('iss')).toBe(broker.issuer);
     expect(p.get('state')).toBe('s1');
+  });
+
+  it('answers idp_hint naming no federation with an access_denied redirect a person can read', async () => {
+    const browser = new TestBrowser();
+    const start = new URL(`${broker.url}/auth`);
+    for (const [k, v] of Object.entries({
+      client_id: 'web-app',
+      redirect_uri: redirectUri,
+      response_type: 'code',
+      scope: 'openid',
+      state: 's2',
+      code_challenge: challenge,
+      code_challenge_method: 'S256',
+      idp_hint: 'nobody',
+    }))
+      start.searchParams.set(k, v);
+    const back = await browser.follow(start.href, { stopAt: (u) => u.href.startsWith(redirectUri) });
+    expect(back.url.searchParams.get('error')).toBe('access_denied');
+    expect(back.url.searchParams.get('error_description')).toMatch(/no identity provider "nobody"/);
   });
 });

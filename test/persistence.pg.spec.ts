@@ -116,7 +116,17 @@ describe('region isolation', () => {
     )
       .map((t) => t.tablename)
       .sort();
-    expect(tables).toEqual(['meridian_migrations', 'oidc_client', 'region', 'region_key', 'resource']);
+    expect(tables).toEqual([
+      'federation',
+      'federation_secret',
+      'meridian_migrations',
+      'oidc_client',
+      'region',
+      'region_key',
+      'residency_policy',
+      'resource',
+      'subject_locator',
+    ]);
   });
 });
 

@@ -81,8 +81,10 @@ export async function startBroker(
     },
   );
   // Small JSON bodies only; a malformed one is a 400 through the filter, not a trace.
-  app.use(refuseNonJsonBodies);
+  // APIs take JSON only; the login pages post small urlencoded forms.
+  app.use(['/admin', '/compliance', '/privacy', '/audit'], refuseNonJsonBodies);
   app.use(express.json({ limit: '64kb', strict: true, type: ['application/json', 'application/*+json'] }));
+  app.use('/interaction', express.urlencoded({ extended: false, limit: '8kb', parameterLimit: 20 }));
   app.use(refusePrototypeKeys);
   app.useGlobalPipes(
     new ValidationPipe({

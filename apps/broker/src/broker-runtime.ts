@@ -28,6 +28,18 @@ import {
   splitClientScope,
 } from '@meridian/tokens';
 import { AuditLog } from '@meridian/audit';
+import {
+  FEDERATION_CALLBACK_PATH,
+  FederationRepository,
+  LoginService,
+  LoginTransactionStore,
+  PolicyRepository,
+  RetentionJob,
+  SubjectLocator,
+  SubjectStore,
+  UpstreamClient,
+  peerClientId,
+} from '@meridian/federation';
 import type { BrokerMetrics } from '@meridian/observability';
 
 export const INTERACTION_PREFIX = '/interaction/';
@@ -50,6 +62,15 @@ export class BrokerRuntime {
   readonly tokenStatus: AccessTokenStatus;
   readonly audit: AuditLog;
   readonly keyStore: SigningKeyStore;
+  readonly federations: FederationRepository;
+  readonly policies: PolicyRepository;
+  readonly upstream: UpstreamClient;
+  readonly locator: SubjectLocator;
+  readonly subjects: SubjectStore;
+  readonly transactions: LoginTransactionStore;
+  readonly login: LoginService;
+  readonly retention: RetentionJob;
+  private retentionTimer?: NodeJS.Timeout;
 
   private constructor(
     readonly config: BrokerConfig,
@@ -69,6 +90,68 @@ export class BrokerRuntime {
       kek: config.kek,
       kekPrevious: config.kekPrevious,
     });
+    this.federations = new FederationRepository(controlDb, config.region, config.kek, config.kekPrevious);
+    this.policies = new PolicyRepository(controlDb);
+    this.upstream = new UpstreamClient(config.upstreamTimeoutMs);
+    this.locator = new SubjectLocator(controlDb, config.locatorPepper);
+    this.subjects = new SubjectStore(regionDb, this.audit, this.locator, config.locatorPepper);
+    this.transactions = new LoginTransactionStore(regionDb);
+    this.login = new LoginService({
+      region: config.region,
+      issuer: config.issuer,
+      provider: () => this.currentProvider,
+      federations: this.federations,
+      policies: this.policies,
+      upstream: this.upstream,
+      subjects: this.subjects,
+      transactions: this.transactions,
+      peerIssuer: (region) => this.peerIssuer(region),
+      signingJwk: () => this.keySet.current.privateJwk,
+      audit: this.audit,
+      logger: this.logger.child({ component: 'login' }),
+    });
+    this.retention = new RetentionJob(regionDb, this.subjects, this.policies, this.audit);
+  }
+
+  private peerIssuers: { at: number; map: Map<string, string> } | undefined;
+
+  /** A registered region's broker issuer (control plane), cached briefly. */
+  async peerIssuer(region: string): Promise<string | undefined> {
+    if (!this.peerIssuers || Date.now() - this.peerIssuers.at > 5_000) {
+      const rows = await this.controlDb.query<{ id: string; issuer: string }>(
+        'select id, issuer from region',
+      );
+      this.peerIssuers = { at: Date.now(), map: new Map(rows.map((r) => [r.id, r.issuer])) };
+    }
+    return this.peerIssuers.map.get(region);
+  }
+
+  /**
+   * This broker as an OIDC client of every peer broker: one client per region in the control
+   * plane, authenticating with private_key_jwt against the region's published keys.
+   */
+  private async upsertPeerClient(): Promise<void> {
+    const clientId = peerClientId(this.config.region);
+    const metadata = {
+      client_id: clientId,
+      client_name: `Meridian broker of region ${this.config.region}`,
+      redirect_uris: [`${this.config.issuer}${FEDERATION_CALLBACK_PATH}`],
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'private_key_jwt',
+      token_endpoint_auth_signing_alg: this.config.signingAlg,
+      jwks: { keys: this.keySet.published.map((k) => k.publicJwk) },
+      scope: 'openid email profile address phone',
+      allowed_scopes: 'openid email profile address phone',
+      resources: [],
+      meridian_region: this.config.region,
+    };
+    await this.controlDb.query(
+      `insert into oidc_client (client_id, metadata) values ($1, $2)
+       on conflict (client_id) do update set metadata = excluded.metadata, updated_at = now()`,
+      [clientId, metadata],
+    );
+    this.clients.invalidate(clientId);
   }
 
   static async start(config: BrokerConfig, logger: Logger, metrics: BrokerMetrics): Promise<BrokerRuntime> {
@@ -145,7 +228,18 @@ export class BrokerRuntime {
       throw new StartupError((err as Error).message);
     }
     await this.upsertAdminClient();
+    await this.upsertPeerClient();
     this.rebuildProvider();
+    if (config.retentionIntervalSeconds > 0) {
+      this.retentionTimer = setInterval(() => {
+        this.retention
+          .run()
+          .catch((err) =>
+            this.logger.error({ err: { message: (err as Error).message } }, 'retention job failed'),
+          );
+      }, config.retentionIntervalSeconds * 1000);
+      this.retentionTimer.unref();
+    }
     this.refreshTimer = setInterval(() => {
       this.tick().catch((err) =>
         this.logger.error({ err: { message: (err as Error).message } }, 'key refresh failed'),
@@ -201,6 +295,8 @@ export class BrokerRuntime {
       clients: this.clients,
       resources: this.resources,
       interactionPath: (uid) => `${INTERACTION_PREFIX}${uid}`,
+      account: (client, sub) => this.login.account(client, sub),
+      pairwiseSecret: this.config.locatorPepper,
     });
     installTokenStatus(provider, this.tokenStatus);
     const successes = new Map<string, { inc(): void }>();
@@ -249,6 +345,7 @@ export class BrokerRuntime {
     this.keySet = next;
     this.rebuildProvider();
     await this.keyStore.publishToControlPlane();
+    await this.upsertPeerClient();
     this.logger.info({ kid: next.current.kid }, 'signing keys reloaded');
     return true;
   }
@@ -287,6 +384,7 @@ export class BrokerRuntime {
     if (this.closed) return;
     this.closed = true;
     if (this.refreshTimer) clearInterval(this.refreshTimer);
+    if (this.retentionTimer) clearInterval(this.retentionTimer);
     await Promise.allSettled([this.controlDb.dataSource.destroy(), this.regionDb.dataSource.destroy()]);
     await this.embedded?.stop();
   }

@@ -31,6 +31,15 @@ export class BrokerModule {
           },
           rotateKeys: (actor) => runtime.rotateKeys(actor),
           keys: () => runtime.keys,
+          issuer: runtime.config.issuer,
+          regionDb: runtime.regionDb,
+          federations: runtime.federations,
+          checkIssuer: async (issuer, clientId) => {
+            await runtime.upstream.checkIssuer(issuer, clientId);
+          },
+          policies: runtime.policies,
+          subjects: runtime.subjects,
+          locator: runtime.locator,
         }),
       ],
       controllers: [OpsController, InteractionController],

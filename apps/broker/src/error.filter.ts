@@ -16,7 +16,9 @@ export class BrokerErrorFilter implements ExceptionFilter {
     if (res.headersSent) return;
     if (exception instanceof AdminError) {
       const { status, error } = adminErrorStatus(exception.code);
-      res.status(status).json({ error, error_description: exception.message, code: exception.code });
+      res
+        .status(status)
+        .json({ error, error_description: exception.message, code: exception.code, ...exception.extra });
       return;
     }
     if (exception instanceof HttpException) {

@@ -18,6 +18,7 @@ const NEST_PREFIXES = [
   '/metrics',
   '/.well-known/meridian',
   '/interaction',
+  '/federation',
 ];
 const QUIET = new Set(['/healthz', '/readyz', '/metrics']);
 const OP_ROUTES: Record<string, string> = {
@@ -51,7 +52,7 @@ function isNestPath(path: string): boolean {
 function routeGroup(path: string, nest: boolean): string {
   if (!nest) return OP_ROUTES[path] ?? (path.startsWith('/auth/') ? 'authorization' : 'op_other');
   if (path.startsWith('/admin')) return 'admin';
-  if (path.startsWith('/interaction')) return 'interaction';
+  if (path.startsWith('/interaction') || path.startsWith('/federation')) return 'login';
   if (path.startsWith('/.well-known/meridian')) return 'trust_bundle';
   return path.slice(1).split('/')[0] || 'other';
 }

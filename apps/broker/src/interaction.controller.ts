@@ -1,41 +1,61 @@
-import { Controller, Get, Inject, Param, Req, Res } from '@nestjs/common';
+import { Body, Controller, Get, Header, Inject, Param, Post, Req, Res } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
+import { LOGIN_CSP, LOGIN_CSS, type LoginAnswer } from '@meridian/federation';
 import { BROKER_RUNTIME, type BrokerState } from './broker-state';
 
-/**
- * oidc-provider hands the browser here to log the person in. Federated login arrives with the
- * federation work; until then every login ends as an OAuth error redirect to the client
- * (`login_required`), never a hang or an error page with a trace.
- */
+/** The login pages and the upstream callback: each route is one call of the login use case. */
 @ApiExcludeController()
-@Controller('interaction')
+@Controller()
 export class InteractionController {
   constructor(@Inject(BROKER_RUNTIME) private readonly state: BrokerState) {}
 
-  @Get(':uid')
-  async start(@Req() req: Request, @Res() res: Response, @Param('uid') _uid: string) {
-    const provider = this.state.runtime.provider;
-    try {
-      await provider.interactionDetails(req, res);
-    } catch {
-      res
-        .status(400)
-        .type('html')
-        .send(
-          '<!doctype html><title>Sign-in expired</title><p>This sign-in has expired or is unknown. Go back to the application and start again.</p>',
-        );
-      return;
-    }
-    await provider.interactionFinished(
-      req,
-      res,
-      {
-        error: 'login_required',
-        error_description:
-          'no login method is available at this broker yet: federated login is not configured',
-      },
-      { mergeWithLastSubmission: false },
-    );
+  private get login() {
+    return this.state.runtime.login;
   }
+
+  @Get('interaction/static/login.css')
+  @Header('Content-Type', 'text/css; charset=utf-8')
+  @Header('Cache-Control', 'public, max-age=3600')
+  css() {
+    return LOGIN_CSS;
+  }
+
+  @Get('interaction/:uid')
+  async start(@Req() req: Request, @Res() res: Response) {
+    send(res, await this.login.start(req, res));
+  }
+
+  @Get('interaction/:uid/federation/:federation')
+  async choose(@Req() req: Request, @Res() res: Response, @Param('federation') federation: string) {
+    send(res, await this.login.choose(req, res, federation));
+  }
+
+  @Post('interaction/:uid/home-realm')
+  async homeRealm(@Req() req: Request, @Res() res: Response, @Body() body: Record<string, unknown>) {
+    send(res, await this.login.homeRealm(req, res, body?.email));
+  }
+
+  @Post('interaction/:uid/cancel')
+  async cancel(@Req() req: Request, @Res() res: Response) {
+    send(res, await this.login.cancel(req, res));
+  }
+
+  @Get('federation/callback')
+  async callback(@Req() req: Request, @Res() res: Response) {
+    const q = req.originalUrl.indexOf('?');
+    send(res, await this.login.callback(new URLSearchParams(q === -1 ? '' : req.originalUrl.slice(q + 1))));
+  }
+}
+
+function send(res: Response, answer: LoginAnswer): void {
+  res.setHeader('Content-Security-Policy', LOGIN_CSP);
+  res.setHeader('Cache-Control', 'no-store');
+  res.setHeader('Referrer-Policy', 'no-referrer');
+  res.setHeader('X-Content-Type-Options', 'nosniff');
+  if (answer.kind === 'redirect') {
+    res.redirect(303, answer.location);
+    return;
+  }
+  res.status(answer.status).type('html').send(answer.html);
 }

@@ -1,4 +1,10 @@
-import type { ControlDatabase } from '@meridian/persistence';
+import type { ControlDatabase, RegionDatabase } from '@meridian/persistence';
+import type {
+  FederationRepository,
+  PolicyRepository,
+  SubjectLocator,
+  SubjectStore,
+} from '@meridian/federation';
 import type { AuditLog } from '@meridian/audit';
 import type { AccessTokenStatus, ControlClientAdapter, ResourceCatalog } from '@meridian/tokens';
 import type { KeySet } from '@meridian/keys';
@@ -16,6 +22,14 @@ export interface AdminDeps {
   validateClientMetadata(metadata: Record<string, unknown>): Promise<void>;
   rotateKeys(actor: string): Promise<{ current: string; next: string; retiring: string }>;
   keys(): KeySet;
+  issuer: string;
+  regionDb: RegionDatabase;
+  federations: FederationRepository;
+  /** Fetches and checks an upstream issuer's discovery (openid-client); throws with the reason. */
+  checkIssuer(issuer: string, clientId: string): Promise<void>;
+  policies: PolicyRepository;
+  subjects: SubjectStore;
+  locator: SubjectLocator;
 }
 
 export const ADMIN_DEPS = Symbol('ADMIN_DEPS');

@@ -5,12 +5,16 @@ export type AdminErrorCode =
   | 'ERR_UNKNOWN_REGION'
   | 'ERR_UNKNOWN_RESOURCE'
   | 'ERR_INVALID_CLIENT_METADATA'
-  | 'ERR_PROTECTED';
+  | 'ERR_PROTECTED'
+  | 'ERR_UNPROCESSABLE'
+  | 'ERR_NOT_HOME';
 
 export class AdminError extends Error {
   constructor(
     readonly code: AdminErrorCode,
     message: string,
+    /** Extra members of the JSON answer (e.g. `home_region`, field `errors`). */
+    readonly extra?: Record<string, unknown>,
   ) {
     super(message);
     this.name = 'AdminError';
@@ -28,6 +32,10 @@ export function adminErrorStatus(code: AdminErrorCode): { status: number; error:
       return { status: 404, error: 'not_found' };
     case 'ERR_PROTECTED':
       return { status: 409, error: 'conflict' };
+    case 'ERR_UNPROCESSABLE':
+      return { status: 422, error: 'unprocessable_entity' };
+    case 'ERR_NOT_HOME':
+      return { status: 404, error: 'not_found' };
     default: {
       const exhaustive: never = code;
       throw new Error(`unmapped admin error ${String(exhaustive)}`);

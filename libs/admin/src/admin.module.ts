@@ -3,14 +3,27 @@ import { AdminAuthGuard } from './admin-auth.guard';
 import { ADMIN_DEPS, type AdminDeps } from './admin-deps';
 import { AdminController } from './admin.controller';
 import { AdminService } from './admin.service';
+import {
+  AuditController,
+  FederationsController,
+  PoliciesController,
+  PrivacyController,
+} from './compliance.controller';
+import { ComplianceService } from './compliance.service';
 
 @Module({})
 export class AdminModule {
   static register(deps: AdminDeps): DynamicModule {
     return {
       module: AdminModule,
-      controllers: [AdminController],
-      providers: [{ provide: ADMIN_DEPS, useValue: deps }, AdminService, AdminAuthGuard],
+      controllers: [
+        AdminController,
+        FederationsController,
+        PoliciesController,
+        PrivacyController,
+        AuditController,
+      ],
+      providers: [{ provide: ADMIN_DEPS, useValue: deps }, AdminService, ComplianceService, AdminAuthGuard],
       exports: [ADMIN_DEPS, AdminAuthGuard],
     };
   }

@@ -5,3 +5,6 @@ export * from './admin.service';
 export * from './admin.controller';
 export * from './admin.module';
 export * from './dto/admin.dto';
+export * from './compliance.service';
+export * from './compliance.controller';
+export * from './dto/federation.dto';

@@ -17,6 +17,7 @@ const FULL: Record<string, string> = {
   MERIDIAN_ADMIN_CLIENT_ID: 'meridian-admin',
   MERIDIAN_ADMIN_CLIENT_SECRET: ADMIN_SECRET,
   MERIDIAN_JURISDICTION: 'EU',
+  MERIDIAN_LOCATOR_PEPPER: randomBytes(32).toString('base64'),
   LOG_LEVEL: 'info',
 };
 
@@ -214,6 +215,10 @@ describe('validateBrokerEnv — NODE_ENV=production', () => {
     },
   );
 
+  it('refuses a missing MERIDIAN_LOCATOR_PEPPER (regions must share one, never derive it)', () => {
+    expectOnlyError(without(PROD, 'MERIDIAN_LOCATOR_PEPPER'), 'MERIDIAN_LOCATOR_PEPPER');
+  });
+
   it('refuses a missing MERIDIAN_JURISDICTION', () => {
     expectOnlyError(without(PROD, 'MERIDIAN_JURISDICTION'), 'MERIDIAN_JURISDICTION');
   });
@@ -257,6 +262,7 @@ describe('validateBrokerEnv — valid environments', () => {
     expect(result.warnings.map((w) => w.variable).sort()).toEqual([
       'CONTROL_DATABASE_URL',
       'MERIDIAN_JURISDICTION',
+      'MERIDIAN_LOCATOR_PEPPER',
     ]);
     expect(result.config).toMatchObject({
       port: 3000,

@@ -2,6 +2,7 @@
  * The broker's configuration: one schema, validated once at boot. Pure — no Nest, no I/O —
  * so every rule is tested as a plain function and the process can fail before it opens a socket.
  */
+import { hkdfSync } from 'node:crypto';
 import { isIP } from 'node:net';
 
 export type SigningAlg = 'ES256' | 'RS256' | 'PS256' | 'EdDSA';
@@ -23,6 +24,11 @@ export interface BrokerConfig {
   kek: Buffer;
   /** Previous KEK, accepted for unwrapping while a KEK rotation is in progress. */
   kekPrevious?: Buffer;
+  /**
+   * Shared by every region: keys the pseudonymous subject locator and the link table, so each
+   * region computes the same pseudonym for the same upstream identity.
+   */
+  locatorPepper: Buffer;
   adminClientId: string;
   adminClientSecret: string;
   jurisdiction: string;
@@ -30,6 +36,8 @@ export interface BrokerConfig {
   keyRotationIntervalSeconds: number;
   keyRefreshIntervalSeconds: number;
   shutdownGraceMs: number;
+  upstreamTimeoutMs: number;
+  retentionIntervalSeconds: number;
   logLevel: LogLevel;
 }
 
@@ -44,6 +52,7 @@ export type ConfigResult =
 /** Variables whose values must never reach a log line. */
 export const SENSITIVE_VARIABLES = new Set([
   'MERIDIAN_KEK',
+  'MERIDIAN_LOCATOR_PEPPER',
   'MERIDIAN_KEK_PREVIOUS',
   'MERIDIAN_ADMIN_CLIENT_SECRET',
   'CONTROL_DATABASE_URL',
@@ -182,6 +191,29 @@ export function validateBrokerEnv(
     if (!kekPrevious) errors.push('MERIDIAN_KEK_PREVIOUS must be base64 of 32 bytes');
   }
 
+  const pepperRaw = get('MERIDIAN_LOCATOR_PEPPER');
+  let locatorPepper: Buffer | undefined;
+  if (pepperRaw) {
+    locatorPepper = /^[A-Za-z0-9+/_-]+={0,2}$/.test(pepperRaw) ? Buffer.from(pepperRaw, 'base64') : undefined;
+    if (!locatorPepper || locatorPepper.length < 32)
+      errors.push(
+        'MERIDIAN_LOCATOR_PEPPER must be base64 of at least 32 random bytes, the same in every region',
+      );
+  } else if (production) {
+    errors.push(
+      'MERIDIAN_LOCATOR_PEPPER is required when NODE_ENV=production: base64 of 32 random bytes, the same in every region',
+    );
+  } else if (kek) {
+    // Development only: regions of one local stack share the KEK, so a pepper derived from it is
+    // shared too. Production regions have their own KEKs and must set the pepper.
+    locatorPepper = Buffer.from(hkdfSync('sha256', kek, 'meridian', 'locator-pepper', 32));
+    warnings.push({
+      variable: 'MERIDIAN_LOCATOR_PEPPER',
+      message:
+        'not set: derived from MERIDIAN_KEK (development only; every region must share the same pepper)',
+    });
+  }
+
   const adminClientId = get('MERIDIAN_ADMIN_CLIENT_ID');
   if (!adminClientId)
     errors.push('MERIDIAN_ADMIN_CLIENT_ID is required: the client id of the bootstrap admin client');
@@ -233,6 +265,18 @@ export function validateBrokerEnv(
   const shutdownGraceMs = positiveInt(get('MERIDIAN_SHUTDOWN_GRACE_MS'), 10_000, 0, 600_000);
   if (shutdownGraceMs === undefined) errors.push('MERIDIAN_SHUTDOWN_GRACE_MS must be 0-600000');
 
+  const upstreamTimeoutMs = positiveInt(get('MERIDIAN_UPSTREAM_TIMEOUT_MS'), 10_000, 100, 120_000);
+  if (upstreamTimeoutMs === undefined) errors.push('MERIDIAN_UPSTREAM_TIMEOUT_MS must be 100-120000');
+
+  const retentionIntervalSeconds = positiveInt(
+    get('MERIDIAN_RETENTION_INTERVAL_SECONDS'),
+    3600,
+    0,
+    7 * 86400,
+  );
+  if (retentionIntervalSeconds === undefined)
+    errors.push('MERIDIAN_RETENTION_INTERVAL_SECONDS must be 0-604800 (0 turns the retention job off)');
+
   const logLevel = (get('LOG_LEVEL') ?? 'info') as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) errors.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
 
@@ -255,6 +299,7 @@ export function validateBrokerEnv(
       dataDir: get('MERIDIAN_DATA_DIR') ?? `${cwd}/.meridian`,
       kek: kek!,
       kekPrevious,
+      locatorPepper: locatorPepper!,
       adminClientId: adminClientId!,
       adminClientSecret: adminClientSecret!,
       jurisdiction,
@@ -262,6 +307,8 @@ export function validateBrokerEnv(
       keyRotationIntervalSeconds: keyRotationIntervalSeconds!,
       keyRefreshIntervalSeconds: keyRefreshIntervalSeconds!,
       shutdownGraceMs: shutdownGraceMs!,
+      upstreamTimeoutMs: upstreamTimeoutMs!,
+      retentionIntervalSeconds: retentionIntervalSeconds!,
       logLevel,
     },
   };

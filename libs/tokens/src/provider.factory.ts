@@ -2,7 +2,7 @@
  * oidc-provider, configured as Meridian's OP. Everything here is configuration of the engine;
  * the OAuth endpoints themselves are oidc-provider's (OpenID Certified), not ours.
  */
-import { hkdfSync, timingSafeEqual } from 'node:crypto';
+import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
 import Provider, { errors, type Configuration, type JWK, type KoaContextWithOIDC } from 'oidc-provider';
 import type { ControlDatabase, RegionDatabase } from '@meridian/persistence';
 import type { SigningAlg } from '@meridian/config';
@@ -15,7 +15,7 @@ import type { ResourceCatalog } from './resource-catalog';
 const ASYMMETRIC_ALGS = ['ES256', 'RS256', 'PS256', 'EdDSA'];
 
 /** Scopes oidc-provider itself knows (OIDC); resource scopes come from the resource catalog. */
-export const OIDC_SCOPES = ['openid', 'offline_access', 'email', 'profile'];
+export const OIDC_SCOPES = ['openid', 'offline_access', 'email', 'profile', 'address', 'phone'];
 
 /**
  * Client metadata as stored: oidc-provider's `scope` may only name OIDC scopes, so the full
@@ -40,6 +40,16 @@ export interface ProviderDeps {
   resources: ResourceCatalog;
   /** Where oidc-provider sends the browser to log in (Meridian's interaction routes). */
   interactionPath: (uid: string) => string;
+  /**
+   * The subject as the client may see it: its residency and the claims its policy releases to
+   * the client's region.
+   */
+  account: (
+    client: unknown,
+    sub: string,
+  ) => Promise<{ residency: unknown; claims: Record<string, unknown> } | undefined>;
+  /** Keys pairwise subject identifiers (OIDC Core §8.1); shared by all regions. */
+  pairwiseSecret: Buffer;
 }
 
 /**
@@ -96,6 +106,12 @@ export function buildProvider(deps: ProviderDeps): Provider {
     jwks: providerJwks(deps.keys),
     cookies: {
       keys: cookieKeys,
+      // Browsers share cookies across ports of one host: brokers on one host must not collide.
+      names: {
+        session: `_meridian_${deps.region}_session`,
+        interaction: `_meridian_${deps.region}_interaction`,
+        resume: `_meridian_${deps.region}_resume`,
+      },
       long: { signed: true, httpOnly: true, sameSite: 'lax' },
       short: { signed: true, httpOnly: true, sameSite: 'lax' },
     },
@@ -122,16 +138,43 @@ export function buildProvider(deps: ProviderDeps): Provider {
     pkce: { required: () => true },
     scopes: OIDC_SCOPES,
     claims: {
-      openid: ['sub'],
+      // `residency` travels with every identity: the requesting region of a hand-off needs it.
+      openid: ['sub', 'residency'],
       email: ['email', 'email_verified'],
-      profile: ['name', 'given_name', 'family_name', 'locale'],
+      profile: [
+        'name',
+        'given_name',
+        'family_name',
+        'middle_name',
+        'nickname',
+        'preferred_username',
+        'locale',
+        'zoneinfo',
+        'birthdate',
+        'gender',
+        'picture',
+        'website',
+        'profile',
+        'updated_at',
+        'country',
+      ],
+      address: ['address'],
+      phone: ['phone_number', 'phone_number_verified'],
     },
-    conformIdTokenClaims: true,
+    // Scope claims in the ID token too: a broker receiving a hand-off reads them from there.
+    conformIdTokenClaims: false,
     rotateRefreshToken: true,
     extraParams: ['idp_hint'],
     extraClientMetadata: {
-      properties: ['resources', 'allowed_scopes'],
+      properties: ['resources', 'allowed_scopes', 'meridian_region'],
       validator(_ctx, key, value) {
+        if (
+          key === 'meridian_region' &&
+          value !== undefined &&
+          (typeof value !== 'string' || !/^[a-z][a-z0-9-]{0,31}$/.test(value))
+        ) {
+          throw new errors.InvalidClientMetadata('meridian_region must be a region id');
+        }
         if (key === 'allowed_scopes' && value !== undefined && typeof value !== 'string') {
           throw new errors.InvalidClientMetadata('allowed_scopes must be a space-separated string');
         }
@@ -191,19 +234,23 @@ export function buildProvider(deps: ProviderDeps): Provider {
       AccessToken: (_ctx, token) => accessTokenTtl(token.resourceServer?.accessTokenTTL),
       ClientCredentials: (_ctx, token) => accessTokenTtl(token.resourceServer?.accessTokenTTL),
     },
-    async findAccount(_ctx, sub) {
-      const [row]: { residency: unknown; claims: Record<string, unknown> }[] = await deps.regionDb.query(
-        'select residency, claims from subject where sub = $1',
-        [sub],
-      );
-      if (!row) return undefined;
+    async findAccount(ctx, sub) {
+      const found = await deps.account((ctx as KoaContextWithOIDC).oidc?.client, sub);
+      if (!found) return undefined;
       return {
         accountId: sub,
-        residency: row.residency,
+        residency: found.residency,
         async claims() {
-          return { ...row.claims, sub };
+          return found.claims as { sub: string } & Record<string, unknown>;
         },
       };
+    },
+    subjectTypes: ['public', 'pairwise'],
+    // OIDC Core §8.1: the same person, a different stable `sub` per sector (client host).
+    async pairwiseIdentifier(_ctx, accountId, client) {
+      return createHmac('sha256', deps.pairwiseSecret)
+        .update(`pairwise\0${client.sectorIdentifier ?? ''}\0${accountId}`)
+        .digest('base64url');
     },
     formats: {
       customizers: {

@@ -1,0 +1,504 @@
+/**
+ * Meridian's login: oidc-provider's interaction, federated to upstream IdPs with openid-client,
+ * and handed to the subject's home broker (OIDC between brokers) when the home is elsewhere.
+ * Every failure ends as an OAuth error redirect to the client with a description a person can
+ * act on; the upstream's own error text goes to the logs only.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type Provider from 'oidc-provider';
+import type { JWK } from 'jose';
+import type { Logger } from 'pino';
+import type { AuditLog } from '@meridian/audit';
+import { decide, decisionFor, filterClaims, mapClaims, type ResidencyDecision } from '@meridian/residency';
+import { FederationError, type FederationConfig } from './federation.types';
+import type { FederationRepository } from './federation.repository';
+import { federationForEmail } from './home-realm';
+import { LoginTransactionStore } from './login-transaction.store';
+import { chooserPage, errorPage } from './pages';
+import type { PolicyRepository } from './policy.repository';
+import type { ResidencyClaim, SubjectStore } from './subject.store';
+import type { UpstreamClient, UpstreamTarget } from './upstream.client';
+
+export const FEDERATION_CALLBACK_PATH = '/federation/callback';
+/** The client id a broker uses at its peers: one per region, provisioned in the control plane. */
+export const peerClientId = (region: string) => `meridian-region-${region}`;
+
+export interface LoginDeps {
+  region: string;
+  issuer: string;
+  provider: () => Provider;
+  federations: FederationRepository;
+  policies: PolicyRepository;
+  upstream: UpstreamClient;
+  subjects: SubjectStore;
+  transactions: LoginTransactionStore;
+  peerIssuer: (region: string) => Promise<string | undefined>;
+  /** This region's current signing key: private_key_jwt at peers (and upstreams that want it). */
+  signingJwk: () => JWK;
+  audit: AuditLog;
+  logger: Logger;
+}
+
+export type LoginAnswer =
+  { kind: 'redirect'; location: string } | { kind: 'page'; status: number; html: string };
+
+type Req = IncomingMessage;
+type Res = ServerResponse;
+
+interface Details {
+  uid: string;
+  prompt: { name: string; details: Record<string, unknown> };
+  params: Record<string, unknown>;
+  session?: { accountId?: string };
+}
+
+/** The client's region: a peer broker's client names its region; every other client is ours. */
+function clientRegion(client: unknown, own: string): string {
+  const c = client as { meridianRegion?: string; meridian_region?: string } | undefined;
+  return c?.meridianRegion ?? c?.meridian_region ?? own;
+}
+
+export class LoginService {
+  constructor(private readonly deps: LoginDeps) {}
+
+  private get provider() {
+    return this.deps.provider();
+  }
+
+  private get callbackUrl() {
+    return `${this.deps.issuer}${FEDERATION_CALLBACK_PATH}`;
+  }
+
+  /** GET /interaction/:uid — the login prompt (chooser or idp_hint) or first-party consent. */
+  async start(req: Req, res: Res): Promise<LoginAnswer> {
+    const details = await this.details(req, res);
+    if (!details) return this.expired();
+    if (details.prompt.name === 'consent') return this.consent(details, req, res);
+    const hint = typeof details.params.idp_hint === 'string' ? details.params.idp_hint : undefined;
+    const peer = await this.peerRegionOf(details);
+    if (hint) return this.startFederation(details.uid, hint, peer);
+    if (peer)
+      return this.fail(
+        details.uid,
+        'invalid_request',
+        'a hand-off from another region must name the identity provider',
+      );
+    return this.chooser(details.uid);
+  }
+
+  /** GET /interaction/:uid/federation/:id — the person picked an identity provider. */
+  async choose(req: Req, res: Res, federationId: string): Promise<LoginAnswer> {
+    const details = await this.details(req, res);
+    if (!details) return this.expired();
+    return this.startFederation(details.uid, federationId, await this.peerRegionOf(details));
+  }
+
+  /** POST /interaction/:uid/home-realm — email home-realm discovery by domain. */
+  async homeRealm(req: Req, res: Res, email: unknown): Promise<LoginAnswer> {
+    const details = await this.details(req, res);
+    if (!details) return this.expired();
+    const fed =
+      typeof email === 'string' && email.length <= 320
+        ? federationForEmail(email, await this.deps.federations.list())
+        : undefined;
+    // The same answer whether or not anyone with this address ever signed in: nothing is looked up.
+    if (!fed) {
+      return this.chooser(
+        details.uid,
+        'No identity provider is configured for that email domain. Choose one from the list.',
+        String(email ?? ''),
+      );
+    }
+    return this.startFederation(details.uid, fed.id, await this.peerRegionOf(details));
+  }
+
+  /** POST /interaction/:uid/cancel */
+  async cancel(req: Req, res: Res): Promise<LoginAnswer> {
+    const details = await this.details(req, res);
+    if (!details) return this.expired();
+    return this.fail(details.uid, 'access_denied', 'the sign-in was cancelled');
+  }
+
+  /** GET /federation/callback — an upstream IdP or the home broker answers. */
+  async callback(query: URLSearchParams): Promise<LoginAnswer> {
+    const state = query.get('state');
+    const tx = state ? await this.deps.transactions.consume(state) : undefined;
+    if (!tx) return this.expired();
+    const callbackUrl = new URL(`${this.callbackUrl}?${query.toString()}`);
+    try {
+      if (tx.kind === 'upstream') {
+        const fed = await this.enabledFederation(tx.federationId);
+        const result = await this.deps.upstream.finish(await this.upstreamTarget(fed), callbackUrl, {
+          state: tx.state,
+          nonce: tx.nonce,
+          codeVerifier: tx.codeVerifier,
+          useUserinfo: fed.useUserinfo,
+        });
+        return await this.afterUpstream(tx.interactionUid, fed, result.sub, result.claims);
+      }
+      const home = tx.target;
+      const result = await this.deps.upstream.finish(await this.peerTarget(home), callbackUrl, {
+        state: tx.state,
+        nonce: tx.nonce,
+        codeVerifier: tx.codeVerifier,
+        useUserinfo: false,
+      });
+      return await this.afterHandOff(tx.interactionUid, tx.federationId, home, result.sub, result.claims);
+    } catch (err) {
+      return this.failWith(tx.interactionUid, err);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+
+  private async startFederation(
+    uid: string,
+    federationId: string,
+    fromPeer: string | undefined,
+  ): Promise<LoginAnswer> {
+    try {
+      const fed = await this.enabledFederation(federationId);
+      if (fed.kind !== 'global') {
+        const decision = await this.decideOrFail(
+          { id: fed.id, kind: fed.kind, jurisdiction: fed.jurisdiction },
+          {},
+        );
+        if (decision.homeRegion !== this.deps.region) {
+          if (fromPeer)
+            throw new FederationError(
+              'ERR_HANDOFF_MISROUTED',
+              'this sign-in was sent to the wrong region',
+              `home ${decision.homeRegion}`,
+            );
+          return await this.handOff(uid, decision.homeRegion, fed.id);
+        }
+      }
+      const start = await this.deps.upstream.start(await this.upstreamTarget(fed), {
+        redirectUri: this.callbackUrl,
+        scope: [...new Set(['openid', ...fed.scopes])].join(' '),
+      });
+      await this.deps.transactions.save({
+        state: start.state,
+        interactionUid: uid,
+        federationId: fed.id,
+        kind: 'upstream',
+        target: fed.id,
+        codeVerifier: start.codeVerifier,
+        nonce: start.nonce,
+      });
+      return { kind: 'redirect', location: start.url.href };
+    } catch (err) {
+      return this.failWith(uid, err);
+    }
+  }
+
+  /** Sends the browser to the home broker, which runs the upstream login and keeps the profile. */
+  private async handOff(uid: string, home: string, federationId: string): Promise<LoginAnswer> {
+    const start = await this.deps.upstream.start(await this.peerTarget(home), {
+      redirectUri: this.callbackUrl,
+      scope: 'openid',
+      extra: { idp_hint: federationId },
+    });
+    await this.deps.transactions.save({
+      state: start.state,
+      interactionUid: uid,
+      federationId,
+      kind: 'peer',
+      target: home,
+      codeVerifier: start.codeVerifier,
+      nonce: start.nonce,
+    });
+    await this.deps.audit.record({
+      actor: 'system',
+      action: 'login.handoff',
+      targetType: 'region',
+      targetId: home,
+      detail: { federation: federationId },
+    });
+    return { kind: 'redirect', location: start.url.href };
+  }
+
+  private async afterUpstream(
+    uid: string,
+    fed: FederationConfig,
+    upstreamSub: string,
+    claims: Record<string, unknown>,
+  ): Promise<LoginAnswer> {
+    const profile = mapClaims(claims, fed.claimMapping);
+    const decision = await this.decideOrFail(
+      { id: fed.id, kind: fed.kind, jurisdiction: fed.jurisdiction },
+      { ...claims, ...profile },
+    );
+    if (decision.homeRegion !== this.deps.region) {
+      // A global IdP's person whose home is elsewhere: nothing seen here is kept; the home
+      // broker runs its own upstream login (silent, by the upstream's single sign-on).
+      const peer = await this.peerRegionOfUid(uid);
+      if (peer)
+        throw new FederationError(
+          'ERR_HANDOFF_MISROUTED',
+          'this sign-in was sent to the wrong region',
+          `home ${decision.homeRegion}`,
+        );
+      return this.handOff(uid, decision.homeRegion, fed.id);
+    }
+    const sub = await this.deps.subjects.recordHomeLogin({
+      decision,
+      federationId: fed.id,
+      upstreamSub,
+      profile,
+      storeProfile: fed.storeProfile,
+    });
+    return this.finish(uid, {
+      login: { accountId: sub, amr: ['fed'], acr: `urn:meridian:federation:${fed.kind}` },
+    });
+  }
+
+  private async afterHandOff(
+    uid: string,
+    federationId: string,
+    home: string,
+    sub: string,
+    claims: Record<string, unknown>,
+  ): Promise<LoginAnswer> {
+    const residency = claims.residency as ResidencyClaim | undefined;
+    if (
+      !residency ||
+      typeof residency !== 'object' ||
+      residency.region !== home ||
+      typeof residency.policy !== 'string'
+    ) {
+      throw new FederationError(
+        'ERR_UPSTREAM_INVALID_RESPONSE',
+        'the home region answered without a valid residency decision',
+        JSON.stringify(residency ?? null).slice(0, 200),
+      );
+    }
+    const policy = await this.deps.policies.byRef(residency.policy);
+    if (!policy)
+      throw new FederationError(
+        'ERR_UPSTREAM_INVALID_RESPONSE',
+        'the home region named an unknown residency policy',
+        residency.policy,
+      );
+    const decision = decisionFor(policy, residency.jurisdiction);
+    const released = filterClaims(
+      claims,
+      decision.releaseFor(this.deps.region).filter((c) => c !== 'sub' && c !== 'residency'),
+    );
+    await this.deps.subjects.recordForeignLogin({
+      sub,
+      residency,
+      decision,
+      releasedClaims: released,
+      federationId,
+    });
+    return this.finish(uid, { login: { accountId: sub, amr: ['fed'] } });
+  }
+
+  /** All clients registered through the admin API are first-party: no consent page. */
+  private async consent(details: Details, req: Req, res: Res): Promise<LoginAnswer> {
+    const provider = this.provider;
+    const accountId = details.session?.accountId;
+    if (!accountId) return this.fail(details.uid, 'login_required', 'the sign-in session ended');
+    const grant = new provider.Grant({ accountId, clientId: String(details.params.client_id) });
+    const missing = details.prompt.details as {
+      missingOIDCScope?: string[];
+      missingOIDCClaims?: string[];
+      missingResourceScopes?: Record<string, string[]>;
+    };
+    if (missing.missingOIDCScope?.length) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
+    if (missing.missingOIDCClaims?.length) grant.addOIDCClaims(missing.missingOIDCClaims);
+    for (const [resource, scopes] of Object.entries(missing.missingResourceScopes ?? {}))
+      grant.addResourceScope(resource, scopes.join(' '));
+    const grantId = await grant.save();
+    const location = await provider.interactionResult(
+      req,
+      res,
+      { consent: { grantId } },
+      { mergeWithLastSubmission: true },
+    );
+    return { kind: 'redirect', location };
+  }
+
+  private async chooser(uid: string, message?: string, email?: string): Promise<LoginAnswer> {
+    const federations = (await this.deps.federations.list())
+      .filter((f) => f.enabled)
+      .map((f) => ({ id: f.id, displayName: f.displayName }));
+    return {
+      kind: 'page',
+      status: 200,
+      html: chooserPage({ uid, region: this.deps.region, federations, message, email }),
+    };
+  }
+
+  private async decideOrFail(
+    fed: { id: string; kind: FederationConfig['kind']; jurisdiction?: string },
+    claims: Record<string, unknown>,
+  ): Promise<ResidencyDecision> {
+    const result = decide(fed, claims, await this.deps.policies.current());
+    if (!result.ok) {
+      await this.deps.audit.record({
+        actor: 'system',
+        action: 'login.refused',
+        targetType: 'federation',
+        targetId: fed.id,
+        outcome: 'refused',
+        detail: { code: result.code },
+      });
+      throw new FederationError('ERR_RESIDENCY_REFUSED', result.message, result.code);
+    }
+    return result.decision;
+  }
+
+  private async enabledFederation(id: string): Promise<FederationConfig & { version: string }> {
+    const fed = await this.deps.federations.get(id);
+    if (!fed)
+      throw new FederationError(
+        'ERR_FEDERATION_UNKNOWN',
+        `there is no identity provider "${id.slice(0, 64)}"`,
+      );
+    if (!fed.enabled)
+      throw new FederationError(
+        'ERR_FEDERATION_DISABLED',
+        `the identity provider ${fed.displayName} is currently disabled`,
+      );
+    return fed;
+  }
+
+  private async upstreamTarget(fed: FederationConfig & { version: string }): Promise<UpstreamTarget> {
+    const method = fed.tokenEndpointAuthMethod;
+    const privateJwk = method === 'private_key_jwt' ? this.deps.signingJwk() : undefined;
+    return {
+      key: `fed:${fed.id}:${fed.version}:${privateJwk?.kid ?? ''}`,
+      issuer: fed.issuer,
+      clientId: fed.clientId,
+      auth: {
+        method,
+        secret: method === 'private_key_jwt' ? undefined : await this.deps.federations.secret(fed.id),
+        privateJwk,
+      },
+    };
+  }
+
+  private async peerTarget(home: string): Promise<UpstreamTarget> {
+    const issuer = await this.deps.peerIssuer(home);
+    if (!issuer)
+      throw new FederationError('ERR_HANDOFF_MISROUTED', `the home region ${home} is not registered`, home);
+    const jwk = this.deps.signingJwk();
+    return {
+      key: `peer:${home}:${issuer}:${jwk.kid}`,
+      issuer,
+      clientId: peerClientId(this.deps.region),
+      auth: { method: 'private_key_jwt', privateJwk: jwk },
+    };
+  }
+
+  private async details(req: Req, res: Res): Promise<Details | undefined> {
+    try {
+      return (await this.provider.interactionDetails(req, res)) as unknown as Details;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async peerRegionOf(details: Details): Promise<string | undefined> {
+    const client = await this.provider.Client.find(String(details.params.client_id));
+    const region = clientRegion(client, this.deps.region);
+    return region === this.deps.region ? undefined : region;
+  }
+
+  private async peerRegionOfUid(uid: string): Promise<string | undefined> {
+    const interaction = await this.provider.Interaction.find(uid);
+    if (!interaction) return undefined;
+    return this.peerRegionOf({
+      uid,
+      prompt: { name: 'login', details: {} },
+      params: interaction.params as Record<string, unknown>,
+    });
+  }
+
+  /** Finishes an interaction from a request that may not carry its cookie (the callback). */
+  private async finish(uid: string, result: Record<string, unknown>): Promise<LoginAnswer> {
+    const interaction = await this.provider.Interaction.find(uid);
+    if (!interaction) return this.expired();
+    interaction.result = result as never;
+    await interaction.save(Math.max(1, interaction.exp - Math.floor(Date.now() / 1000)));
+    return { kind: 'redirect', location: interaction.returnTo };
+  }
+
+  private fail(uid: string, error: string, description: string): Promise<LoginAnswer> {
+    return this.finish(uid, { error, error_description: description });
+  }
+
+  private async failWith(uid: string, err: unknown): Promise<LoginAnswer> {
+    if (!(err instanceof FederationError)) {
+      this.deps.logger.error(
+        { err: { message: (err as Error)?.message, stack: (err as Error)?.stack } },
+        'login failed',
+      );
+      return this.fail(uid, 'server_error', 'the sign-in failed; try again later');
+    }
+    this.deps.logger.info({ code: err.code, detail: err.detail }, 'login refused');
+    await this.deps.audit.record({
+      actor: 'system',
+      action: 'login.failed',
+      targetType: 'interaction',
+      outcome: 'failure',
+      detail: { code: err.code },
+    });
+    switch (err.code) {
+      case 'ERR_UPSTREAM_TIMEOUT':
+        return this.fail(uid, 'temporarily_unavailable', err.message);
+      case 'ERR_FEDERATION_NO_SECRET':
+      case 'ERR_FEDERATION_DISCOVERY':
+        return this.fail(
+          uid,
+          'temporarily_unavailable',
+          `the identity provider is not configured correctly at this region: ${err.message}`,
+        );
+      case 'ERR_FEDERATION_UNKNOWN':
+      case 'ERR_FEDERATION_DISABLED':
+      case 'ERR_FEDERATION_UNCOVERED':
+      case 'ERR_UPSTREAM_ERROR':
+      case 'ERR_UPSTREAM_CANCELLED':
+      case 'ERR_UPSTREAM_INVALID_RESPONSE':
+      case 'ERR_LOGIN_EXPIRED':
+      case 'ERR_RESIDENCY_REFUSED':
+      case 'ERR_RESIDENCY_STORAGE_REFUSED':
+      case 'ERR_HANDOFF_MISROUTED':
+        return this.fail(uid, 'access_denied', err.message);
+      default: {
+        const exhaustive: never = err.code;
+        throw new Error(`unmapped federation error ${String(exhaustive)}`);
+      }
+    }
+  }
+
+  private expired(): LoginAnswer {
+    return {
+      kind: 'page',
+      status: 400,
+      html: errorPage({
+        title: 'Sign-in expired',
+        message: 'This sign-in has expired or was already completed.',
+        region: this.deps.region,
+      }),
+    };
+  }
+
+  /** Account claims for ID tokens and userinfo: only what the policy releases to the client's region. */
+  async account(ctxClient: unknown, sub: string) {
+    const subject = await this.deps.subjects.find(sub);
+    if (!subject) return undefined;
+    const ref = subject.residency?.policy;
+    const policy = typeof ref === 'string' ? await this.deps.policies.byRef(ref) : undefined;
+    const region = clientRegion(ctxClient, this.deps.region);
+    const allowed = policy
+      ? decisionFor(policy, subject.residency.jurisdiction).releaseFor(region)
+      : ['sub', 'residency'];
+    return {
+      residency: subject.residency,
+      claims: { ...filterClaims(subject.claims, allowed), sub, residency: subject.residency },
+    };
+  }
+}

@@ -1,0 +1,5 @@
+export * from './claims';
+export * from './engine';
+export * from './errors';
+export * from './jurisdiction';
+export * from './policy';
