@@ -1,0 +1,55 @@
+/**
+ * Federated login across regions, end to end: two brokers, two real upstream IdPs, a real
+ * browser-like client following every redirect.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ANNA, BOB, FederationFixture } from './support/federation-fixture';
+
+const f = new FederationFixture();
+
+beforeAll(async () => {
+  await f.start('fede2e');
+});
+
+afterAll(async () => {
+  await f.stop();
+});
+
+describe('a national IdP homed in eu, used from an app at us (hand-off)', () => {
+  it('issues tokens from the us issuer with residency.region = eu and no eu-only claim', async () => {
+    const r = await f.login('us', 'de-eid', ANNA);
+    if ('error' in r) throw new Error(`${r.error}: ${r.description}`);
+    expect(r.accessToken.iss).toBe(f.us.issuer);
+    expect(r.accessToken.residency).toMatchObject({
+      region: 'eu',
+      jurisdiction: 'DE',
+      policy: 'eu-gdpr@1',
+      processing: ['eu'],
+    });
+    expect(r.idToken.iss).toBe(f.us.issuer);
+    expect(r.idToken.email).toBeUndefined();
+    expect(r.idToken.name).toBeUndefined();
+  });
+});
+
+describe('the same person at an eu app', () => {
+  it('gets the released profile claims and the same sub', async () => {
+    const atUs = await f.login('us', 'de-eid', ANNA);
+    const atEu = await f.login('eu', 'de-eid', ANNA);
+    if ('error' in atUs || 'error' in atEu) throw new Error('login failed');
+    expect(atEu.idToken.sub).toBe(atUs.idToken.sub);
+    expect(atEu.idToken.email).toBe(ANNA.claims.email);
+    expect(atEu.idToken.name).toBe(ANNA.claims.name);
+    expect(atEu.accessToken.residency).toMatchObject({ region: 'eu' });
+  });
+});
+
+describe('a global IdP', () => {
+  it('homes a US person in us when they start at eu, keeping nothing at eu beyond sub and residency', async () => {
+    const r = await f.login('eu', 'global-id', BOB);
+    if ('error' in r) throw new Error(`${r.error}: ${r.description}`);
+    expect(r.accessToken.iss).toBe(f.eu.issuer);
+    expect(r.accessToken.residency).toMatchObject({ region: 'us', jurisdiction: 'US' });
+    expect(r.idToken.email).toBeUndefined();
+  });
+});
