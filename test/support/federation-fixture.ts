@@ -3,7 +3,7 @@
  * real upstream IdPs (a German national eID and a global IdP whose users carry a country),
  * residency policies, federations and apps — all through the public admin API.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import {
   adminCall,
@@ -254,7 +254,6 @@ export class FederationFixture {
 }
 
 function pkce() {
-  const { createHash } = require('node:crypto') as typeof import('node:crypto');
   const verifier = randomBytes(32).toString('base64url');
   return { verifier, challenge: createHash('sha256').update(verifier).digest('base64url') };
 }
