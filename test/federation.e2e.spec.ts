@@ -3,6 +3,7 @@
  * browser-like client following every redirect.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminCall } from './support/broker';
 import { ANNA, BOB, FederationFixture } from './support/federation-fixture';
 
 const f = new FederationFixture();
@@ -51,5 +52,31 @@ describe('a global IdP', () => {
     expect(r.accessToken.iss).toBe(f.eu.issuer);
     expect(r.accessToken.residency).toMatchObject({ region: 'us', jurisdiction: 'US' });
     expect(r.idToken.email).toBeUndefined();
+  });
+});
+
+describe('federation credentials per region', () => {
+  it('keeps each region’s own upstream client id (each region registers its own redirect URI)', async () => {
+    const atEu = await adminCall(f.eu, 'GET', '/admin/federations/de-eid');
+    const atUs = await adminCall(f.us, 'GET', '/admin/federations/de-eid');
+    expect(atEu.body).toMatchObject({
+      clientId: 'meridian-eu',
+      redirectUri: `${f.eu.issuer}/federation/callback`,
+      hasClientSecret: true,
+    });
+    expect(atUs.body).toMatchObject({
+      clientId: 'meridian-us',
+      redirectUri: `${f.us.issuer}/federation/callback`,
+      hasClientSecret: true,
+    });
+    expect(JSON.stringify(atEu.body)).not.toContain(f.upstreamSecrets['eu:de-eid']);
+  });
+
+  it('logs in at both regions after the federation caches expired', async () => {
+    await new Promise((r) => setTimeout(r, 5_500));
+    for (const region of ['eu', 'us'] as const) {
+      const r = await f.login(region, 'de-eid', ANNA);
+      expect('error' in r ? `${r.error}: ${r.description}` : 'ok').toBe('ok');
+    }
   });
 });

@@ -15,6 +15,7 @@ import {
   type SpawnedBroker,
 } from './broker';
 import { TestBrowser, type Page } from './browser';
+import { dumpDatabase } from './dump';
 import { freePort } from './ports';
 import { startUpstreamIdp, type UpstreamIdp, type UpstreamUser } from './upstream-idp';
 
@@ -78,12 +79,28 @@ export class FederationFixture {
   readonly pepper = randomBytes(32).toString('base64');
   readonly apps: Record<string, App> = {};
   readonly upstreamSecrets: Record<string, string> = {};
+  /** The body each federation was PUT with, by `<region>:<federation id>` (see {@link putFederation}). */
+  readonly federationBodies: Record<string, Record<string, unknown>> = {};
 
-  async start(prefix: string, o: { deStoreProfile?: boolean } = {}): Promise<this> {
+  async start(
+    prefix: string,
+    o: {
+      deStoreProfile?: boolean;
+      /** LOG_LEVEL of both brokers (default: spawnBroker's `info`). */
+      logLevel?: string;
+      /** More environment for both brokers. */
+      env?: Record<string, string>;
+    } = {},
+  ): Promise<this> {
     this.dbs = await freshDatabases(prefix, ['eu', 'us']);
     this.de = await startUpstreamIdp({ users: [ANNA] });
     this.global = await startUpstreamIdp({ users: [BOB, CARLA, KENJI, { ...ANNA, username: 'anna-g' }] });
-    const extra = { MERIDIAN_LOCATOR_PEPPER: this.pepper, MERIDIAN_UPSTREAM_TIMEOUT_MS: '3000' };
+    const extra: Record<string, string> = {
+      MERIDIAN_LOCATOR_PEPPER: this.pepper,
+      MERIDIAN_UPSTREAM_TIMEOUT_MS: '3000',
+      ...(o.logLevel ? { LOG_LEVEL: o.logLevel } : {}),
+      ...o.env,
+    };
     [this.eu, this.us] = await Promise.all([
       spawnBroker({
         region: 'eu',
@@ -131,6 +148,7 @@ export class FederationFixture {
           ...(kind === 'national' ? { jurisdiction: 'DE', homeRealm: { emailDomains: ['example.de'] } } : {}),
           ...(kind === 'national' && o.deStoreProfile === false ? { storeProfile: false } : {}),
         };
+        this.federationBodies[`${region}:${fedId}`] = body;
         const r = await adminCall(broker, 'PUT', `/admin/federations/${fedId}`, body);
         if (r.status !== 201 && r.status !== 200)
           throw new Error(`federation ${fedId} at ${region}: ${r.status} ${JSON.stringify(r.body)}`);
@@ -247,6 +265,131 @@ export class FederationFixture {
     };
   }
 
+  /**
+   * PUTs federation `fedId` at `region` again: the body the fixture used, with `overrides`
+   * (a key set to `undefined` is left out). Returns the admin API's answer.
+   */
+  async putFederation(
+    region: 'eu' | 'us',
+    fedId: string,
+    overrides: Record<string, unknown> = {},
+  ): Promise<{ status: number; body: any }> {
+    const base = this.federationBodies[`${region}:${fedId}`];
+    if (!base) throw new Error(`no federation ${fedId} at ${region} in this fixture`);
+    const body: Record<string, unknown> = { ...base, ...overrides };
+    for (const [k, v] of Object.entries(body)) if (v === undefined) delete body[k];
+    return adminCall(this.broker(region), 'PUT', `/admin/federations/${fedId}`, body);
+  }
+
+  /** {@link putFederation} at both brokers, so that neither keeps a cached older configuration. */
+  async putFederationEverywhere(fedId: string, overrides: Record<string, unknown> = {}): Promise<void> {
+    for (const region of ['eu', 'us'] as const) {
+      const r = await this.putFederation(region, fedId, overrides);
+      if (r.status !== 200 && r.status !== 201)
+        throw new Error(`federation ${fedId} at ${region}: ${r.status} ${JSON.stringify(r.body)}`);
+    }
+  }
+
+  /**
+   * Registers a first-party app at the control plane (through `eu`'s admin API). `resources: []`
+   * gives an app whose access tokens are opaque and for userinfo only.
+   */
+  async registerApp(clientId: string, o: { resources?: string[]; scope?: string } = {}): Promise<App> {
+    const app: App = {
+      clientId,
+      clientSecret: `${clientId}-secret-${randomBytes(16).toString('hex')}`,
+      redirectUri: `http://127.0.0.1:${await freePort()}/cb`,
+    };
+    const r = await adminCall(this.eu, 'PUT', `/admin/clients/${clientId}`, {
+      client_secret: app.clientSecret,
+      redirect_uris: [app.redirectUri],
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'client_secret_basic',
+      scope: o.scope ?? 'openid email profile offline_access',
+      resources: o.resources ?? [],
+    });
+    if (r.status !== 201 && r.status !== 200)
+      throw new Error(`app ${clientId}: ${r.status} ${JSON.stringify(r.body)}`);
+    return app;
+  }
+
+  /**
+   * The front channel of a login only: authorization request (with `params` overriding the
+   * defaults; a `null` value removes a parameter), upstream sign-in, back at the app. Returns the
+   * authorization response's parameters and the PKCE verifier; the code is not redeemed.
+   */
+  async authorizationResponse(
+    region: 'eu' | 'us',
+    idpHint: string,
+    user: UpstreamUser,
+    o: { app?: App; params?: Record<string, string | null>; browser?: TestBrowser } = {},
+  ) {
+    const browser = o.browser ?? new TestBrowser();
+    const app = o.app ?? this.apps[region]!;
+    const { challenge, verifier } = pkce();
+    const state = randomBytes(8).toString('hex');
+    const params: Record<string, string | null> = {
+      client_id: app.clientId,
+      redirect_uri: app.redirectUri,
+      response_type: 'code',
+      scope: 'openid email profile offline_access api:read',
+      resource: API,
+      prompt: 'consent',
+      state,
+      nonce: randomBytes(8).toString('hex'),
+      code_challenge: challenge,
+      code_challenge_method: 'S256',
+      idp_hint: idpHint,
+      ...o.params,
+    };
+    const url = new URL(`${this.broker(region).url}/auth`);
+    for (const [k, v] of Object.entries(params)) if (v !== null) url.searchParams.set(k, v);
+    const first = await browser.follow(url.href, { stopAt: (u) => u.href.startsWith(app.redirectUri) });
+    const back = first.url.href.startsWith(app.redirectUri)
+      ? first
+      : await this.signIn(browser, first, user, app);
+    if (!back.url.href.startsWith(app.redirectUri))
+      throw new Error(`login did not come back to the app: ${back.status} ${back.url.href}`);
+    return { params: back.url.searchParams, verifier, state, app, browser, page: back };
+  }
+
+  /** The app redeems an authorization code at `region` (RFC 6749 §4.1.3). */
+  redeem(
+    region: 'eu' | 'us',
+    code: string,
+    verifier: string,
+    app: App,
+    resource: string | null = API,
+  ): ReturnType<typeof tokenRequest> {
+    return tokenRequest(
+      this.broker(region).url,
+      {
+        grant_type: 'authorization_code',
+        code,
+        redirect_uri: app.redirectUri,
+        code_verifier: verifier,
+        ...(resource ? { resource } : {}),
+      },
+      app,
+    );
+  }
+
+  /** The region database URL of `region`. */
+  regionUrl(region: 'eu' | 'us'): string {
+    return this.dbs.region[region]!.url;
+  }
+
+  /** What `pg_dump` (or every row) of the control database and each region database holds now. */
+  async dumps(): Promise<{ control: string; eu: string; us: string }> {
+    const [control, eu, us] = await Promise.all([
+      dumpDatabase(this.dbs.control.url),
+      dumpDatabase(this.regionUrl('eu')),
+      dumpDatabase(this.regionUrl('us')),
+    ]);
+    return { control, eu, us };
+  }
+
   async stop(): Promise<void> {
     await Promise.allSettled([this.eu?.stop(), this.us?.stop(), this.de?.stop(), this.global?.stop()]);
     await this.dbs?.drop();
@@ -256,4 +399,28 @@ export class FederationFixture {
 function pkce() {
   const verifier = randomBytes(32).toString('base64url');
   return { verifier, challenge: createHash('sha256').update(verifier).digest('base64url') };
+}
+
+/**
+ * The strings that identify `user` and nothing else: the fixture's emails and names are unique
+ * canary values, and the upstream `sub` is the IdP's identifier of the person. `given_name` is
+ * matched with its JSON quotes (it is a common word).
+ */
+export function canariesOf(user: UpstreamUser, idp: Pick<UpstreamIdp, 'subOf'>): string[] {
+  const c = user.claims as { email?: string; name?: string; given_name?: string };
+  const out = [idp.subOf(user.username)];
+  if (c.email) out.push(c.email);
+  if (c.name) out.push(c.name, c.name.split(' ').at(-1)!);
+  if (c.given_name) out.push(`"${c.given_name}"`);
+  return out;
+}
+
+/** Which of `canaries` occur in `text`, each with a little context (for a readable failure). */
+export function leaks(text: string, canaries: string[]): string[] {
+  const found: string[] = [];
+  for (const canary of canaries) {
+    const i = text.indexOf(canary);
+    if (i !== -1) found.push(`${canary} … ${text.slice(Math.max(0, i - 120), i + canary.length + 60)}`);
+  }
+  return found;
 }

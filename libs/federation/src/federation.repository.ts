@@ -55,9 +55,22 @@ export class FederationRepository {
       );
       if (secret !== undefined) {
         await tx.query(
-          `insert into federation_secret (federation_id, region, sealed, kek_id) values ($1, $2, $3, $4)
-           on conflict (federation_id, region) do update set sealed = excluded.sealed, kek_id = excluded.kek_id, updated_at = now()`,
-          [id, this.region, seal(this.kek, Buffer.from(secret, 'utf8'), this.context(id)), kekId(this.kek)],
+          `insert into federation_secret (federation_id, region, client_id, sealed, kek_id) values ($1, $2, $3, $4, $5)
+           on conflict (federation_id, region) do update
+             set client_id = excluded.client_id, sealed = excluded.sealed, kek_id = excluded.kek_id, updated_at = now()`,
+          [
+            id,
+            this.region,
+            fed.clientId,
+            seal(this.kek, Buffer.from(secret, 'utf8'), this.context(id)),
+            kekId(this.kek),
+          ],
+        );
+      } else {
+        await tx.query(
+          `insert into federation_secret (federation_id, region, client_id) values ($1, $2, $3)
+           on conflict (federation_id, region) do update set client_id = excluded.client_id, updated_at = now()`,
+          [id, this.region, fed.clientId],
         );
       }
       return rows[0]!.created;
@@ -74,23 +87,33 @@ export class FederationRepository {
 
   async hasSecret(id: string): Promise<boolean> {
     const rows = await this.db.query(
-      'select 1 from federation_secret where federation_id = $1 and region = $2',
+      'select 1 from federation_secret where federation_id = $1 and region = $2 and sealed is not null',
       [id, this.region],
     );
     return rows.length > 0;
   }
 
+  /** The client id this region uses at the upstream (each region registers its own redirect URI). */
+  async clientId(id: string): Promise<string | undefined> {
+    const [row] = await this.db.query<{ client_id: string }>(
+      'select client_id from federation_secret where federation_id = $1 and region = $2',
+      [id, this.region],
+    );
+    return row?.client_id;
+  }
+
   /** This region's copy of the upstream client secret, or undefined when none was configured here. */
   async secret(id: string): Promise<string | undefined> {
-    const [row] = await this.db.query<{ sealed: Buffer }>(
+    const [row] = await this.db.query<{ sealed: Buffer | null }>(
       'select sealed from federation_secret where federation_id = $1 and region = $2',
       [id, this.region],
     );
-    if (!row) return undefined;
+    if (!row?.sealed) return undefined;
+    const sealed = row.sealed;
     for (const kek of [this.kek, this.kekPrevious]) {
       if (!kek) continue;
       try {
-        return open(kek, row.sealed, this.context(id)).toString('utf8');
+        return open(kek, sealed, this.context(id)).toString('utf8');
       } catch {
         // try the previous KEK
       }

@@ -368,10 +368,13 @@ export class LoginService {
   private async upstreamTarget(fed: FederationConfig & { version: string }): Promise<UpstreamTarget> {
     const method = fed.tokenEndpointAuthMethod;
     const privateJwk = method === 'private_key_jwt' ? this.deps.signingJwk() : undefined;
+    // Each region is its own client at the upstream; an older row without one falls back to the
+    // shared configuration's client id.
+    const clientId = (await this.deps.federations.clientId(fed.id)) ?? fed.clientId;
     return {
-      key: `fed:${fed.id}:${fed.version}:${privateJwk?.kid ?? ''}`,
+      key: `fed:${fed.id}:${fed.version}:${clientId}:${privateJwk?.kid ?? ''}`,
       issuer: fed.issuer,
-      clientId: fed.clientId,
+      clientId,
       auth: {
         method,
         secret: method === 'private_key_jwt' ? undefined : await this.deps.federations.secret(fed.id),

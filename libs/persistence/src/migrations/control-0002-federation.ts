@@ -13,14 +13,15 @@ export class ControlFederation1790000000002 implements MigrationInterface {
         created_at timestamptz not null default now(),
         updated_at timestamptz not null default now()
       )`);
-    // The upstream client secret, sealed under the KEK of each region that uses the federation:
-    // regions do not share KEKs, so each region that logs people in through it holds its own copy.
+    // Each region is its own client at the upstream (its own redirect URI): its client id, and
+    // the client secret sealed under that region's KEK (regions do not share KEKs).
     await q.query(`
       create table federation_secret (
         federation_id text not null references federation(id) on delete cascade,
         region text not null,
-        sealed bytea not null,
-        kek_id text not null,
+        client_id text not null,
+        sealed bytea,
+        kek_id text,
         updated_at timestamptz not null default now(),
         primary key (federation_id, region)
       )`);
