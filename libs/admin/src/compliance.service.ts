@@ -137,8 +137,10 @@ export class ComplianceService {
 
   private async federationView(fed: FederationConfig & { version?: string }) {
     const { version: _v, ...rest } = fed;
+    // clientId and secret are this region's: each region registers its own redirect URI upstream.
     return {
       ...rest,
+      clientId: (await this.deps.federations.clientId(fed.id)) ?? rest.clientId,
       hasClientSecret: await this.deps.federations.hasSecret(fed.id),
       redirectUri: this.redirectUri,
     };
