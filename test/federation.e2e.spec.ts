@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminCall } from './support/broker';
-import { ANNA, BOB, FederationFixture } from './support/federation-fixture';
+import { ANNA, BOB, DORA, FederationFixture } from './support/federation-fixture';
 
 const f = new FederationFixture();
 
@@ -78,5 +78,30 @@ describe('federation credentials per region', () => {
       const r = await f.login(region, 'de-eid', ANNA);
       expect('error' in r ? `${r.error}: ${r.description}` : 'ok').toBe('ok');
     }
+  });
+});
+
+describe('the pseudonymous locator', () => {
+  it('routes a known global-IdP person home even when the IdP leaves out their country', async () => {
+    const first = await f.login('us', 'global-id', BOB);
+    expect('error' in first ? first.description : first.accessToken.residency).toMatchObject({
+      region: 'us',
+    });
+    const country = BOB.claims.country;
+    delete BOB.claims.country;
+    try {
+      const again = await f.login('eu', 'global-id', BOB);
+      if ('error' in again) throw new Error(`${again.error}: ${again.description}`);
+      expect(again.accessToken.residency).toMatchObject({ region: 'us', jurisdiction: 'US' });
+      if (!('error' in first)) expect(again.idToken.sub).toBe(first.idToken.sub);
+    } finally {
+      BOB.claims.country = country;
+    }
+  });
+
+  it('refuses a global-IdP person it has never seen whose IdP names no country (fail closed)', async () => {
+    const r = await f.login('eu', 'global-id', DORA);
+    expect('error' in r && r.error).toBe('access_denied');
+    if ('error' in r) expect(r.description).toMatch(/jurisdiction/i);
   });
 });

@@ -40,6 +40,12 @@ export const CARLA: UpstreamUser = {
   password: 'carla-password-1',
   claims: { email: 'carla.canary@example.fr', name: 'Carla Canari', address: { country: 'FR' } },
 };
+/** A global-IdP user whose IdP sends no country at all. */
+export const DORA: UpstreamUser = {
+  username: 'dora',
+  password: 'dora-password-1',
+  claims: { email: 'dora.canary@example.org', name: 'Dora Canary' },
+};
 export const KENJI: UpstreamUser = {
   username: 'kenji',
   password: 'kenji-password-1',
@@ -94,7 +100,9 @@ export class FederationFixture {
   ): Promise<this> {
     this.dbs = await freshDatabases(prefix, ['eu', 'us']);
     this.de = await startUpstreamIdp({ users: [ANNA] });
-    this.global = await startUpstreamIdp({ users: [BOB, CARLA, KENJI, { ...ANNA, username: 'anna-g' }] });
+    this.global = await startUpstreamIdp({
+      users: [BOB, CARLA, KENJI, DORA, { ...ANNA, username: 'anna-g' }],
+    });
     const extra: Record<string, string> = {
       MERIDIAN_LOCATOR_PEPPER: this.pepper,
       MERIDIAN_UPSTREAM_TIMEOUT_MS: '3000',

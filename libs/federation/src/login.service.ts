@@ -9,7 +9,14 @@ import type Provider from 'oidc-provider';
 import type { JWK } from 'jose';
 import type { Logger } from 'pino';
 import type { AuditLog } from '@meridian/audit';
-import { decide, decisionFor, filterClaims, mapClaims, type ResidencyDecision } from '@meridian/residency';
+import {
+  decide,
+  decisionFor,
+  filterClaims,
+  jurisdictionFromClaims,
+  mapClaims,
+  type ResidencyDecision,
+} from '@meridian/residency';
 import { FederationError, type FederationConfig } from './federation.types';
 import type { FederationRepository } from './federation.repository';
 import { federationForEmail } from './home-realm';
@@ -225,10 +232,30 @@ export class LoginService {
     claims: Record<string, unknown>,
   ): Promise<LoginAnswer> {
     const profile = mapClaims(claims, fed.claimMapping);
-    const decision = await this.decideOrFail(
-      { id: fed.id, kind: fed.kind, jurisdiction: fed.jurisdiction },
-      { ...claims, ...profile },
-    );
+    const merged = { ...claims, ...profile };
+    let remembered: ResidencyDecision | undefined;
+    if (fed.kind === 'global' && !jurisdictionFromClaims(merged)) {
+      // A global IdP sends the country only sometimes: the locator remembers the home region of
+      // a person seen before, and the home region its stored decision. Claims that name a
+      // country always win.
+      const linkKey = this.deps.subjects.linkKey(fed.id, upstreamSub);
+      const home = await this.deps.subjects.homeOf(linkKey);
+      if (home && home !== this.deps.region) {
+        if (await this.peerRegionOfUid(uid))
+          throw new FederationError(
+            'ERR_HANDOFF_MISROUTED',
+            'this sign-in was sent to the wrong region',
+            `home ${home}`,
+          );
+        return this.handOff(uid, home, fed.id);
+      }
+      const stored = home ? await this.deps.subjects.findByLink(linkKey) : undefined;
+      const policy = stored ? await this.deps.policies.byRef(stored.residency.policy) : undefined;
+      if (stored && policy) remembered = decisionFor(policy, stored.residency.jurisdiction);
+    }
+    const decision =
+      remembered ??
+      (await this.decideOrFail({ id: fed.id, kind: fed.kind, jurisdiction: fed.jurisdiction }, merged));
     if (decision.homeRegion !== this.deps.region) {
       // A global IdP's person whose home is elsewhere: nothing seen here is kept; the home
       // broker runs its own upstream login (silent, by the upstream's single sign-on).

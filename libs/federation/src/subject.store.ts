@@ -161,6 +161,23 @@ export class SubjectStore<R extends string = string> {
     );
   }
 
+  linkKey(federationId: string, upstreamSub: string): string {
+    return this.locator.linkKey(federationId, upstreamSub);
+  }
+
+  /** The home region the locator knows for an upstream identity. */
+  homeOf(linkKey: string): Promise<string | undefined> {
+    return this.locator.regionOf(linkKey);
+  }
+
+  async findByLink(linkKey: string): Promise<StoredSubject | undefined> {
+    const [row] = await this.db.query<{ sub: string }>(
+      'select sub from federated_identity where link_key = $1',
+      [linkKey],
+    );
+    return row ? this.find(row.sub) : undefined;
+  }
+
   async find(sub: string): Promise<StoredSubject | undefined> {
     const [row] = await this.db.query<SubjectRow>(
       'select sub, residency, claims, federation_id, store_profile, home, last_login_at from subject where sub = $1',
