@@ -102,6 +102,6 @@ describe('the pseudonymous locator', () => {
   it('refuses a global-IdP person it has never seen whose IdP names no country (fail closed)', async () => {
     const r = await f.login('eu', 'global-id', DORA);
     expect('error' in r && r.error).toBe('access_denied');
-    if ('error' in r) expect(r.description).toMatch(/jurisdiction/i);
+    if ('error' in r) expect(r.description).toMatch(/did not state a single country/);
   });
 });
