@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminCall } from './support/broker';
-import { ANNA, BOB, DORA, FederationFixture } from './support/federation-fixture';
+import { ANNA, API, BOB, DORA, FederationFixture } from './support/federation-fixture';
 
 const f = new FederationFixture();
 
@@ -103,5 +103,33 @@ describe('the pseudonymous locator', () => {
     const r = await f.login('eu', 'global-id', DORA);
     expect('error' in r && r.error).toBe('access_denied');
     if ('error' in r) expect(r.description).toMatch(/did not state a single country/);
+  });
+});
+
+describe('OIDC Core §8.1 — pairwise subject identifiers', () => {
+  it('gives a pairwise client its own stable sub for the person, different from the public one', async () => {
+    const pairwise = {
+      clientId: 'eu-pairwise-app',
+      clientSecret: `pw-${'x'.repeat(40)}`,
+      redirectUri: f.apps.eu!.redirectUri.replace('/cb', '/pw'),
+    };
+    const put = await adminCall(f.eu, 'PUT', `/admin/clients/${pairwise.clientId}`, {
+      client_secret: pairwise.clientSecret,
+      redirect_uris: [pairwise.redirectUri],
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'client_secret_basic',
+      scope: 'openid email profile api:read',
+      resources: [API],
+      subject_type: 'pairwise',
+    });
+    expect(put.status).toBe(201);
+    const publicLogin = await f.login('eu', 'de-eid', ANNA);
+    const first = await f.login('eu', 'de-eid', ANNA, undefined, pairwise);
+    const second = await f.login('eu', 'de-eid', ANNA, undefined, pairwise);
+    if ('error' in publicLogin || 'error' in first || 'error' in second) throw new Error('login failed');
+    expect(first.idToken.sub).toBe(second.idToken.sub);
+    expect(first.idToken.sub).not.toBe(publicLogin.idToken.sub);
+    expect(first.accessToken.sub).toBe(first.idToken.sub);
   });
 });

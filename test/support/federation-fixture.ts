@@ -237,8 +237,19 @@ export class FederationFixture {
   }
 
   /** A complete login of `user` through `idpHint` starting at `region`; returns the app's tokens. */
-  async login(region: 'eu' | 'us', idpHint: string, user: UpstreamUser, browser = new TestBrowser()) {
-    const { page, verifier, app, state } = await this.authorize(browser, region, { idp_hint: idpHint });
+  async login(
+    region: 'eu' | 'us',
+    idpHint: string,
+    user: UpstreamUser,
+    browser = new TestBrowser(),
+    withApp?: App,
+  ) {
+    const { page, verifier, app, state } = await this.authorize(
+      browser,
+      region,
+      { idp_hint: idpHint },
+      withApp ?? this.apps[region]!,
+    );
     const back = page.url.href.startsWith(app.redirectUri)
       ? page
       : await this.signIn(browser, page, user, app);

@@ -86,6 +86,15 @@ export class ClientDto {
   @IsIn(['web', 'native'], { message: 'application_type must be web or native' })
   application_type?: string;
 
+  @ApiPropertyOptional({
+    enum: ['public', 'pairwise'],
+    default: 'public',
+    description: 'OIDC Core §8: pairwise gives this client its own stable sub per person',
+  })
+  @IsOptional()
+  @IsIn(['public', 'pairwise'], { message: 'subject_type must be public or pairwise' })
+  subject_type?: string;
+
   @ApiProperty({ example: ['https://app.example.com/callback'] })
   @IsArray()
   @ArrayMaxSize(50)
