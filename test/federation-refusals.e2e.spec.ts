@@ -44,8 +44,9 @@ async function refused(region: 'eu' | 'us', idpHint: string, user: UpstreamUser)
   if (!('error' in r)) throw new Error(`the login of ${user.username} at ${region} was not refused`);
   // RFC 9207 §2: error responses carry the issuer too.
   expect(r.params.get('iss')).toBe(f.broker(region).issuer);
-  expectReadable(r.description);
-  return { error: r.error, description: r.description };
+  const description = r.description ?? '';
+  expectReadable(description);
+  return { error: r.error!, description };
 }
 
 function expectReadable(description: string): void {
@@ -149,7 +150,8 @@ describe('upstream errors and a person cancelling', () => {
 
   it('an upstream error during a hand-off (login at us, home eu) becomes access_denied at the us app', async () => {
     f.de.setFault('error');
-    const { error } = await refused('us', 'de-eid', ANNA);
+    const { error, description } = await refused('us', 'de-eid', ANNA);
+    console.log('HANDOFF-ERROR', description);
     expect(error).toBe('access_denied');
   });
 
@@ -262,7 +264,8 @@ describe('an upstream token endpoint that does not answer (MERIDIAN_UPSTREAM_TIM
   it('ends with temporarily_unavailable at the us app when the home broker’s upstream times out (hand-off)', async () => {
     f.de.setFault('slow-token');
     const started = Date.now();
-    const { error } = await refused('us', 'de-eid', ANNA);
+    const { error, description } = await refused('us', 'de-eid', ANNA);
+    console.log('HANDOFF-TIMEOUT', description);
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(error).toBe('temporarily_unavailable');
   });
