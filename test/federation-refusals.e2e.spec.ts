@@ -148,11 +148,12 @@ describe('upstream errors and a person cancelling', () => {
     expect(description).not.toContain('Try again later.'); // the upstream's own description
   });
 
-  it('an upstream error during a hand-off (login at us, home eu) becomes access_denied at the us app', async () => {
+  it('an upstream error during a hand-off (login at us, home eu) becomes access_denied at the us app, not “cancelled”', async () => {
     f.de.setFault('error');
     const { error, description } = await refused('us', 'de-eid', ANNA);
-    console.log('HANDOFF-ERROR', description);
     expect(error).toBe('access_denied');
+    // The person did not cancel anything: the home broker's reason must survive the hand-off.
+    expect(description).not.toMatch(/cancel/i);
   });
 
   it('the upstream answering access_denied (the person refused there) becomes access_denied', async () => {
@@ -265,9 +266,9 @@ describe('an upstream token endpoint that does not answer (MERIDIAN_UPSTREAM_TIM
     f.de.setFault('slow-token');
     const started = Date.now();
     const { error, description } = await refused('us', 'de-eid', ANNA);
-    console.log('HANDOFF-TIMEOUT', description);
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(error).toBe('temporarily_unavailable');
+    expect(description).toMatch(/did not answer in time/);
   });
 });
 

@@ -126,6 +126,7 @@ describe('region isolation', () => {
       'residency_policy',
       'resource',
       'subject_locator',
+      'subject_tombstone',
     ]);
   });
 });

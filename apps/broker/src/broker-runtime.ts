@@ -42,6 +42,8 @@ import {
 } from '@meridian/federation';
 import type { BrokerMetrics } from '@meridian/observability';
 
+import { PeerErasure } from './peer-erasure';
+
 export const INTERACTION_PREFIX = '/interaction/';
 
 export class StartupError extends Error {
@@ -70,6 +72,7 @@ export class BrokerRuntime {
   readonly transactions: LoginTransactionStore;
   readonly login: LoginService;
   readonly retention: RetentionJob;
+  readonly peerErasure: PeerErasure;
   private retentionTimer?: NodeJS.Timeout;
 
   private constructor(
@@ -111,6 +114,15 @@ export class BrokerRuntime {
       logger: this.logger.child({ component: 'login' }),
     });
     this.retention = new RetentionJob(regionDb, this.subjects, this.policies, this.audit);
+    this.peerErasure = new PeerErasure({
+      region: config.region,
+      issuer: config.issuer,
+      controlDb,
+      subjects: this.subjects,
+      keys: () => this.keySet,
+      logger: this.logger.child({ component: 'erasure' }),
+      timeoutMs: config.upstreamTimeoutMs,
+    });
   }
 
   private peerIssuers: { at: number; map: Map<string, string> } | undefined;
@@ -337,6 +349,8 @@ export class BrokerRuntime {
       this.logger.info('signing key rotated on schedule');
     }
     await this.reloadKeys();
+    const swept = await this.subjects.sweepErasedCopies();
+    if (swept) this.logger.info({ count: swept }, 'erased copies of subjects erased at their home region');
   }
 
   async reloadKeys(): Promise<boolean> {

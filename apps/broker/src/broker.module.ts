@@ -5,6 +5,7 @@ import { AdminModule } from '@meridian/admin';
 import { BROKER_RUNTIME, type BrokerState } from './broker-state';
 import { InteractionController } from './interaction.controller';
 import { OpsController } from './ops.controller';
+import { PeerController } from './peer.controller';
 
 /** Composition root: wires the runtime built in bootstrap into Nest's controllers. */
 @Module({})
@@ -40,9 +41,12 @@ export class BrokerModule {
           policies: runtime.policies,
           subjects: runtime.subjects,
           locator: runtime.locator,
+          notifyErasure: async (sub) => {
+            await runtime.peerErasure.notify(sub);
+          },
         }),
       ],
-      controllers: [OpsController, InteractionController],
+      controllers: [OpsController, InteractionController, PeerController],
       providers: [{ provide: BROKER_RUNTIME, useValue: state }],
     };
   }

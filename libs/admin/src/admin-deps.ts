@@ -30,6 +30,8 @@ export interface AdminDeps {
   policies: PolicyRepository;
   subjects: SubjectStore;
   locator: SubjectLocator;
+  /** Tells the other regions to erase their copies of an erased subject. */
+  notifyErasure(sub: string): Promise<void>;
 }
 
 export const ADMIN_DEPS = Symbol('ADMIN_DEPS');

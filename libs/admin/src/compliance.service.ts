@@ -257,6 +257,7 @@ export class ComplianceService {
     const subject = await this.deps.subjects.find(sub);
     if (!subject || !subject.home) await this.notHere(sub);
     await this.deps.subjects.erase(sub, actor);
+    await this.deps.notifyErasure(sub);
     return { erased: true, region: this.deps.region };
   }
 

@@ -44,6 +44,8 @@ export class FederationError extends Error {
     message: string,
     /** Logs and audit only. */
     readonly detail?: string,
+    /** The OAuth error an authorization response carried (RFC 6749 §4.1.2.1). */
+    readonly authorizationError?: { error: string; description?: string },
   ) {
     super(message);
     this.name = 'FederationError';

@@ -27,6 +27,14 @@ import type { ResidencyClaim, SubjectStore } from './subject.store';
 import type { UpstreamClient, UpstreamTarget } from './upstream.client';
 
 export const FEDERATION_CALLBACK_PATH = '/federation/callback';
+/** Errors a home broker may answer a hand-off with, relayed to the app as they are. */
+const RELAYABLE_ERRORS = new Set([
+  'access_denied',
+  'temporarily_unavailable',
+  'login_required',
+  'server_error',
+  'interaction_required',
+]);
 /** The client id a broker uses at its peers: one per region, provisioned in the control plane. */
 export const peerClientId = (region: string) => `meridian-region-${region}`;
 
@@ -152,6 +160,17 @@ export class LoginService {
       });
       return await this.afterHandOff(tx.interactionUid, tx.federationId, home, result.sub, result.claims);
     } catch (err) {
+      // The home broker is Meridian too: its error and description were written for people,
+      // so they pass through unchanged (an upstream IdP's text never does).
+      const relayed =
+        tx.kind === 'peer' && err instanceof FederationError ? err.authorizationError : undefined;
+      if (relayed && RELAYABLE_ERRORS.has(relayed.error)) {
+        return this.fail(
+          tx.interactionUid,
+          relayed.error,
+          (relayed.description ?? 'the sign-in failed at the home region').slice(0, 500),
+        );
+      }
       return this.failWith(tx.interactionUid, err);
     }
   }
@@ -520,6 +539,11 @@ export class LoginService {
   async account(ctxClient: unknown, sub: string) {
     const subject = await this.deps.subjects.find(sub);
     if (!subject) return undefined;
+    if (!subject.home && (await this.deps.subjects.erasedAtHome(sub))) {
+      // Erased at home while this region's copy lived on: no token about them, ever again.
+      await this.deps.subjects.eraseCopy(sub, 'erasure-sweep');
+      return undefined;
+    }
     const ref = subject.residency?.policy;
     const policy = typeof ref === 'string' ? await this.deps.policies.byRef(ref) : undefined;
     const region = clientRegion(ctxClient, this.deps.region);

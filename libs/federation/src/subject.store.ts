@@ -161,6 +161,19 @@ export class SubjectStore<R extends string = string> {
     );
   }
 
+  erasedAtHome(sub: string): Promise<boolean> {
+    return this.locator.isErased(sub);
+  }
+
+  /** Erases every copy here whose subject was erased at home (for regions that missed the push). */
+  async sweepErasedCopies(): Promise<number> {
+    let n = 0;
+    for (const sub of await this.locator.erasedAmong(await this.foreignSubjects())) {
+      if (await this.eraseCopy(sub, 'erasure-sweep')) n++;
+    }
+    return n;
+  }
+
   linkKey(federationId: string, upstreamSub: string): string {
     return this.locator.linkKey(federationId, upstreamSub);
   }
@@ -244,7 +257,24 @@ export class SubjectStore<R extends string = string> {
    * GDPR Art. 17: profile and links deleted, sessions, grants, codes and refresh tokens revoked
    * (their JWT access tokens then introspect inactive), audit entries pseudonymised in place.
    */
-  async erase(sub: string, actor: string): Promise<boolean> {
+  /** Subjects this region holds as copies from hand-offs (their home is elsewhere). */
+  async foreignSubjects(): Promise<string[]> {
+    return (await this.db.query<{ sub: string }>('select sub from subject where home = false')).map(
+      (r) => r.sub,
+    );
+  }
+
+  /**
+   * A subject erased at its home region: this region's copy (sub, residency, sessions, grants,
+   * tokens) goes too. Only copies; a home subject is erased through a data-subject request.
+   */
+  async eraseCopy(sub: string, actor: string): Promise<boolean> {
+    const [row] = await this.db.query<{ home: boolean }>('select home from subject where sub = $1', [sub]);
+    if (!row || row.home) return false;
+    return this.erase(sub, actor, { home: false });
+  }
+
+  async erase(sub: string, actor: string, o: { home: boolean } = { home: true }): Promise<boolean> {
     const ref = pseudonym(this.pepper, 'log', sub);
     const linkKeys = await this.db.dataSource.transaction(async (tx) => {
       const [exists] = await tx.query('select 1 from subject where sub = $1 for update', [sub]);
@@ -270,7 +300,10 @@ export class SubjectStore<R extends string = string> {
       return links.map((l) => l.link_key);
     });
     if (!linkKeys) return false;
-    await this.locator.forget([...linkKeys, this.locator.subKey(sub)]);
+    if (o.home) {
+      await this.locator.forget([...linkKeys, this.locator.subKey(sub)]);
+      await this.locator.tombstone(sub, this.region);
+    }
     await this.audit.record({ actor, action: 'subject.erase', targetType: 'subject', targetId: ref });
     return true;
   }

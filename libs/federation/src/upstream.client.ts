@@ -191,16 +191,19 @@ function classify(err: unknown, issuer: string): FederationError {
   const e = err as { name?: string; code?: string; error?: string; message?: string; cause?: unknown };
   const detail = `${e.name ?? 'Error'} ${e.code ?? ''} ${e.message ?? ''}`.trim();
   if (err instanceof oidc.AuthorizationResponseError) {
+    const relayed = { error: String(e.error ?? 'server_error'), description: err.error_description };
     if (e.error === 'access_denied')
       return new FederationError(
         'ERR_UPSTREAM_CANCELLED',
         'the sign-in was cancelled or refused at the identity provider',
         detail,
+        relayed,
       );
     return new FederationError(
       'ERR_UPSTREAM_ERROR',
       `the identity provider answered with an error (${e.error ?? 'unknown'})`,
       detail,
+      relayed,
     );
   }
   const text = `${e.message ?? ''} ${(e.cause as { name?: string } | undefined)?.name ?? ''}`;

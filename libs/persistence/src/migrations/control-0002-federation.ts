@@ -41,9 +41,18 @@ export class ControlFederation1790000000002 implements MigrationInterface {
         region text not null,
         updated_at timestamptz not null default now()
       )`);
+    // HMAC(pepper, sub) of subjects erased at their home region: regions that hold a copy from a
+    // hand-off erase it too (pushed at once, and swept here for any region that missed the push).
+    await q.query(`
+      create table subject_tombstone (
+        key text primary key,
+        home_region text not null,
+        erased_at timestamptz not null default now()
+      )`);
   }
 
   async down(q: QueryRunner): Promise<void> {
+    await q.query('drop table subject_tombstone');
     await q.query('drop table subject_locator');
     await q.query('drop table residency_policy');
     await q.query('drop table federation_secret');
