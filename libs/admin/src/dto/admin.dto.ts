@@ -3,6 +3,7 @@ import {
   ArrayMaxSize,
   ArrayNotEmpty,
   IsArray,
+  IsBoolean,
   IsIn,
   IsInt,
   IsObject,
@@ -85,6 +86,14 @@ export class ClientDto {
   @IsOptional()
   @IsIn(['web', 'native'], { message: 'application_type must be web or native' })
   application_type?: string;
+
+  @ApiPropertyOptional({
+    default: false,
+    description: 'RFC 9449 §5.2: every token request must carry a DPoP proof',
+  })
+  @IsOptional()
+  @IsBoolean()
+  dpop_bound_access_tokens?: boolean;
 
   @ApiPropertyOptional({
     enum: ['public', 'pairwise'],
