@@ -25,6 +25,8 @@ import {
   buildProvider,
   hashClientSecret,
   installTokenStatus,
+  registerTokenExchange,
+  accountFinder,
   splitClientScope,
 } from '@meridian/tokens';
 import { AuditLog } from '@meridian/audit';
@@ -311,6 +313,14 @@ export class BrokerRuntime {
       pairwiseSecret: this.config.locatorPepper,
     });
     installTokenStatus(provider, this.tokenStatus);
+    registerTokenExchange(provider, {
+      tokenStatus: this.tokenStatus,
+      findAccount: accountFinder((client, sub) => this.login.account(client, sub)),
+      resources: this.resources,
+      regionDb: this.regionDb,
+      signingAlg: this.config.signingAlg,
+      currentKid: () => this.keySet.current.kid,
+    });
     const successes = new Map<string, { inc(): void }>();
     provider.on('grant.success', (ctx) => {
       const grantType = String(ctx.oidc.params?.grant_type ?? 'unknown');

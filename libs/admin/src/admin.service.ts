@@ -105,11 +105,18 @@ export class AdminService {
       );
     const rows = await this.deps.controlDb
       .query<{ created: boolean }>(
-        `insert into resource (id, audience, scopes, region, access_token_ttl_seconds) values ($1, $2, $3, $4, $5)
+        `insert into resource (id, audience, scopes, region, access_token_ttl_seconds, client_id) values ($1, $2, $3, $4, $5, $6)
        on conflict (id) do update set audience = excluded.audience, scopes = excluded.scopes, region = excluded.region,
-         access_token_ttl_seconds = excluded.access_token_ttl_seconds, updated_at = now()
+         access_token_ttl_seconds = excluded.access_token_ttl_seconds, client_id = excluded.client_id, updated_at = now()
        returning (xmax = 0) as created`,
-        [id, dto.audience, [...new Set(dto.scopes)], dto.region, dto.accessTokenTtlSeconds ?? 300],
+        [
+          id,
+          dto.audience,
+          [...new Set(dto.scopes)],
+          dto.region,
+          dto.accessTokenTtlSeconds ?? 300,
+          dto.clientId ?? null,
+        ],
       )
       .catch((err: { code?: string }) => {
         if (err.code === '23505')
@@ -273,6 +280,7 @@ interface ResourceRow {
   scopes: string[];
   region: string;
   access_token_ttl_seconds: number;
+  client_id: string | null;
 }
 
 function resourceView(r: ResourceRow) {
@@ -282,6 +290,7 @@ function resourceView(r: ResourceRow) {
     scopes: r.scopes,
     region: r.region,
     accessTokenTtlSeconds: r.access_token_ttl_seconds,
+    ...(r.client_id ? { clientId: r.client_id } : {}),
   };
 }
 

@@ -5,3 +5,4 @@ export * from './oidc-adapter';
 export * from './provider.factory';
 export * from './resource-catalog';
 export * from './access-token-status';
+export * from './token-exchange';

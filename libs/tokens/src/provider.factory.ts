@@ -11,6 +11,7 @@ import { ControlClientAdapter, RegionPayloadAdapter } from './oidc-adapter';
 import { verifyClientSecret } from './client-secret';
 import { accessTokenTtl, clientResidency, isResidency, type Residency } from './claims';
 import type { ResourceCatalog } from './resource-catalog';
+import { ACT, type ExchangedToken } from './token-exchange';
 
 const ASYMMETRIC_ALGS = ['ES256', 'RS256', 'PS256', 'EdDSA'];
 
@@ -86,6 +87,21 @@ function allowedScopes(client: object): Set<string> {
     );
   }
   return set;
+}
+
+/** oidc-provider's findAccount over Meridian's subject lookup (also used by token exchange). */
+export function accountFinder(account: ProviderDeps['account']) {
+  return async (ctx: KoaContextWithOIDC, sub: string) => {
+    const found = await account(ctx.oidc?.client, sub);
+    if (!found) return undefined;
+    return {
+      accountId: sub,
+      residency: found.residency,
+      async claims() {
+        return found.claims as { sub: string } & Record<string, unknown>;
+      },
+    };
+  };
 }
 
 export function buildProvider(deps: ProviderDeps): Provider {
@@ -234,17 +250,7 @@ export function buildProvider(deps: ProviderDeps): Provider {
       AccessToken: (_ctx, token) => accessTokenTtl(token.resourceServer?.accessTokenTTL),
       ClientCredentials: (_ctx, token) => accessTokenTtl(token.resourceServer?.accessTokenTTL),
     },
-    async findAccount(ctx, sub) {
-      const found = await deps.account((ctx as KoaContextWithOIDC).oidc?.client, sub);
-      if (!found) return undefined;
-      return {
-        accountId: sub,
-        residency: found.residency,
-        async claims() {
-          return found.claims as { sub: string } & Record<string, unknown>;
-        },
-      };
-    },
+    findAccount: accountFinder(deps.account),
     subjectTypes: ['public', 'pairwise'],
     // OIDC Core §8.1: the same person, a different stable `sub` per sector (client host).
     async pairwiseIdentifier(_ctx, accountId, client) {
@@ -271,6 +277,8 @@ export function buildProvider(deps: ProviderDeps): Provider {
             residency = regionResidency;
           }
           jwt.payload.residency = residency;
+          const act = (token as unknown as ExchangedToken)[ACT];
+          if (act) jwt.payload.act = act;
           const grantId = (token as { grantId?: string }).grantId;
           if (grantId && typeof jwt.payload.jti === 'string' && typeof jwt.payload.exp === 'number') {
             // Lets introspection tell whether the grant behind a JWT still exists.

@@ -7,6 +7,8 @@ export interface ResourceServerRecord {
   scopes: string[];
   region: string;
   accessTokenTtlSeconds: number;
+  /** The client the service itself uses; only it may exchange tokens issued for this audience. */
+  clientId?: string;
 }
 
 /**
@@ -40,8 +42,9 @@ export class ResourceCatalog {
       scopes: string[];
       region: string;
       access_token_ttl_seconds: number;
+      client_id: string | null;
     }[] = await this.db.query(
-      'select id, audience, scopes, region, access_token_ttl_seconds from resource where audience = $1',
+      'select id, audience, scopes, region, access_token_ttl_seconds, client_id from resource where audience = $1',
       [audience],
     );
     const row = rows[0];
@@ -52,6 +55,7 @@ export class ResourceCatalog {
           scopes: row.scopes,
           region: row.region,
           accessTokenTtlSeconds: row.access_token_ttl_seconds,
+          clientId: row.client_id ?? undefined,
         }
       : undefined;
     if (this.cache.size > 10_000) this.cache.clear();

@@ -58,9 +58,23 @@ export class ResourceDto {
   @Min(1)
   @Max(3600)
   accessTokenTtlSeconds?: number;
+
+  @ApiPropertyOptional({
+    description:
+      'the client id the service itself uses (RFC 8693: only it may exchange tokens issued for this audience)',
+  })
+  @IsOptional()
+  @Matches(/^[A-Za-z0-9._~:-]{1,128}$/, { message: 'clientId must be a client id' })
+  clientId?: string;
 }
 
-export const CLIENT_GRANT_TYPES = ['authorization_code', 'refresh_token', 'client_credentials'] as const;
+export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+export const CLIENT_GRANT_TYPES = [
+  'authorization_code',
+  'refresh_token',
+  'client_credentials',
+  TOKEN_EXCHANGE,
+] as const;
 export const CLIENT_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt'] as const;
 
 /** OIDC client metadata names (RFC 7591 / OIDC Registration), plus `resources`. */

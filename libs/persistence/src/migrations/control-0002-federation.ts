@@ -41,6 +41,8 @@ export class ControlFederation1790000000002 implements MigrationInterface {
         region text not null,
         updated_at timestamptz not null default now()
       )`);
+    // The client a service itself uses: only it may exchange tokens issued for its audience.
+    await q.query(`alter table resource add column client_id text`);
     // HMAC(pepper, sub) of subjects erased at their home region: regions that hold a copy from a
     // hand-off erase it too (pushed at once, and swept here for any region that missed the push).
     await q.query(`
@@ -53,6 +55,7 @@ export class ControlFederation1790000000002 implements MigrationInterface {
 
   async down(q: QueryRunner): Promise<void> {
     await q.query('drop table subject_tombstone');
+    await q.query('alter table resource drop column client_id');
     await q.query('drop table subject_locator');
     await q.query('drop table residency_policy');
     await q.query('drop table federation_secret');
