@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { ValidationPipe } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
@@ -16,6 +18,7 @@ import { createDispatcher } from './http-dispatch';
 
 export interface RunningBroker {
   server: Server;
+  tlsServer?: HttpsServer;
   url: string;
   state: BrokerState;
   logger: Logger;
@@ -130,6 +133,8 @@ export async function startBroker(
     },
     logger,
     metrics,
+    trustedProxies: new Set(config.trustedProxies),
+    clientCertHeader: config.clientCertHeader,
   });
   const server = createServer(dispatch);
   server.keepAliveTimeout = 65_000;
@@ -146,13 +151,44 @@ export async function startBroker(
   const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
   logger.info({ issuer: config.issuer, port: address.port }, 'broker listening');
 
+  // RFC 8705: an optional HTTPS listener that asks for client certificates (verified against
+  // the configured client CA when there is one; self-signed ones are checked against the
+  // client's registered JWK by oidc-provider).
+  let tlsServer: HttpsServer | undefined;
+  if (config.tls) {
+    tlsServer = createHttpsServer(
+      {
+        cert: readFileSync(config.tls.certFile),
+        key: readFileSync(config.tls.keyFile),
+        ca: config.tls.clientCaFile ? readFileSync(config.tls.clientCaFile) : undefined,
+        requestCert: true,
+        rejectUnauthorized: false,
+        minVersion: 'TLSv1.2',
+      },
+      dispatch,
+    );
+    await new Promise<void>((resolve, reject) => {
+      tlsServer!.once('error', reject);
+      tlsServer!.listen(config.tls!.port, config.host, () => resolve());
+    });
+    logger.info({ port: (tlsServer.address() as AddressInfo).port }, 'mutual-TLS listener');
+  }
+
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
       state.shuttingDown = true;
-      const drained = new Promise<void>((resolve) => server.close(() => resolve()));
+      const drained = Promise.all(
+        [server, tlsServer]
+          .filter((s) => s !== undefined)
+          .map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
+      );
       server.closeIdleConnections();
-      const timer = setTimeout(() => server.closeAllConnections(), config.shutdownGraceMs);
+      tlsServer?.closeIdleConnections();
+      const timer = setTimeout(() => {
+        server.closeAllConnections();
+        tlsServer?.closeAllConnections();
+      }, config.shutdownGraceMs);
       await drained;
       clearTimeout(timer);
       await app.close();
@@ -160,5 +196,5 @@ export async function startBroker(
       logger.info('broker stopped');
     })());
 
-  return { server, url, state, logger, close };
+  return { server, tlsServer, url, state, logger, close };
 }

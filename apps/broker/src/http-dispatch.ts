@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { BrokerMetrics } from '@meridian/observability';
+import { attachClientCertificate } from '@meridian/tokens';
 
 const NEST_PREFIXES = [
   '/admin',
@@ -42,6 +43,9 @@ export interface DispatchDeps {
   jwks: () => string;
   logger: Logger;
   metrics: BrokerMetrics;
+  /** RFC 8705: proxies whose client-certificate header is believed, and its name. */
+  trustedProxies: ReadonlySet<string>;
+  clientCertHeader: string;
 }
 
 function isNestPath(path: string): boolean {
@@ -88,6 +92,7 @@ export function createDispatcher(deps: DispatchDeps): Handler {
     const reqId =
       typeof incomingId === 'string' && /^[\w.-]{1,64}$/.test(incomingId) ? incomingId : randomUUID();
     res.setHeader('x-request-id', reqId);
+    attachClientCertificate(req, { trustedProxies: deps.trustedProxies, header: deps.clientCertHeader });
     const nest = isNestPath(path);
     const group = routeGroup(path, nest);
     res.on('finish', () => {

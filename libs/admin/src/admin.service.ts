@@ -179,7 +179,9 @@ export class AdminService {
       'select metadata from oidc_client where client_id = $1',
       [clientId],
     );
-    const needsSecret = dto.token_endpoint_auth_method !== 'private_key_jwt';
+    const needsSecret =
+      dto.token_endpoint_auth_method === 'client_secret_basic' ||
+      dto.token_endpoint_auth_method === 'client_secret_post';
     let issuedSecret: string | undefined;
     let secretHash: string | undefined;
     if (needsSecret) {

@@ -3,6 +3,7 @@
  * so every rule is tested as a plain function and the process can fail before it opens a socket.
  */
 import { hkdfSync } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { isIP } from 'node:net';
 
 export type SigningAlg = 'ES256' | 'RS256' | 'PS256' | 'EdDSA';
@@ -38,6 +39,11 @@ export interface BrokerConfig {
   shutdownGraceMs: number;
   upstreamTimeoutMs: number;
   retentionIntervalSeconds: number;
+  /** Optional HTTPS listener for mutual-TLS clients (RFC 8705). */
+  tls?: { port: number; certFile: string; keyFile: string; clientCaFile?: string };
+  /** Proxies whose client-certificate header is believed; everyone else's is dropped. */
+  trustedProxies: string[];
+  clientCertHeader: string;
   logLevel: LogLevel;
 }
 
@@ -277,6 +283,35 @@ export function validateBrokerEnv(
   if (retentionIntervalSeconds === undefined)
     errors.push('MERIDIAN_RETENTION_INTERVAL_SECONDS must be 0-604800 (0 turns the retention job off)');
 
+  let tls: BrokerConfig['tls'];
+  const tlsPortRaw = get('MERIDIAN_TLS_PORT');
+  if (tlsPortRaw) {
+    const tlsPort = positiveInt(tlsPortRaw, 0, 0, 65535);
+    const certFile = get('MERIDIAN_TLS_CERT_FILE');
+    const keyFile = get('MERIDIAN_TLS_KEY_FILE');
+    if (tlsPort === undefined) errors.push('MERIDIAN_TLS_PORT must be a TCP port number (0-65535)');
+    if (!certFile)
+      errors.push('MERIDIAN_TLS_CERT_FILE is required with MERIDIAN_TLS_PORT: the PEM server certificate');
+    else if (!existsSync(certFile)) errors.push('MERIDIAN_TLS_CERT_FILE must name a readable PEM file');
+    if (!keyFile)
+      errors.push('MERIDIAN_TLS_KEY_FILE is required with MERIDIAN_TLS_PORT: the PEM private key');
+    else if (!existsSync(keyFile)) errors.push('MERIDIAN_TLS_KEY_FILE must name a readable PEM file');
+    const clientCaFile = get('MERIDIAN_TLS_CLIENT_CA_FILE');
+    if (clientCaFile && !existsSync(clientCaFile))
+      errors.push('MERIDIAN_TLS_CLIENT_CA_FILE must name a readable PEM file');
+    if (tlsPort !== undefined && certFile && keyFile)
+      tls = { port: tlsPort, certFile, keyFile, clientCaFile };
+  }
+  const trustedProxies = (get('MERIDIAN_TRUSTED_PROXIES') ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const p of trustedProxies)
+    if (isIP(p) === 0) errors.push('MERIDIAN_TRUSTED_PROXIES must be a comma-separated list of IP addresses');
+  const clientCertHeader = (get('MERIDIAN_CLIENT_CERT_HEADER') ?? 'x-client-cert').toLowerCase();
+  if (!/^[a-z0-9-]{1,64}$/.test(clientCertHeader))
+    errors.push('MERIDIAN_CLIENT_CERT_HEADER must be a header name');
+
   const logLevel = (get('LOG_LEVEL') ?? 'info') as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) errors.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
 
@@ -309,6 +344,9 @@ export function validateBrokerEnv(
       shutdownGraceMs: shutdownGraceMs!,
       upstreamTimeoutMs: upstreamTimeoutMs!,
       retentionIntervalSeconds: retentionIntervalSeconds!,
+      tls,
+      trustedProxies,
+      clientCertHeader,
       logLevel,
     },
   };

@@ -6,3 +6,4 @@ export * from './provider.factory';
 export * from './resource-catalog';
 export * from './access-token-status';
 export * from './token-exchange';
+export * from './mtls';

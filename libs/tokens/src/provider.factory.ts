@@ -12,6 +12,7 @@ import { verifyClientSecret } from './client-secret';
 import { accessTokenTtl, clientResidency, isResidency, type Residency } from './claims';
 import type { ResourceCatalog } from './resource-catalog';
 import { ACT, type ExchangedToken } from './token-exchange';
+import { presentedCertificate, subjectDnMatches } from './mtls';
 
 const ASYMMETRIC_ALGS = ['ES256', 'RS256', 'PS256', 'EdDSA'];
 
@@ -131,7 +132,13 @@ export function buildProvider(deps: ProviderDeps): Provider {
       long: { signed: true, httpOnly: true, sameSite: 'lax' },
       short: { signed: true, httpOnly: true, sameSite: 'lax' },
     },
-    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
+    clientAuthMethods: [
+      'client_secret_basic',
+      'client_secret_post',
+      'private_key_jwt',
+      'tls_client_auth',
+      'self_signed_tls_client_auth',
+    ],
     clientDefaults: {
       grant_types: ['authorization_code'],
       response_types: ['code'],
@@ -204,6 +211,20 @@ export function buildProvider(deps: ProviderDeps): Provider {
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      // RFC 8705: tls_client_auth (subject DN, CA-verified), self_signed_tls_client_auth
+      // (registered JWK) and certificate-bound access tokens (cnf.x5t#S256).
+      mTLS: {
+        enabled: true,
+        certificateBoundAccessTokens: true,
+        tlsClientAuth: true,
+        selfSignedTlsClientAuth: true,
+        getCertificate: (ctx) => presentedCertificate(ctx.req)?.pem,
+        certificateAuthorized: (ctx) => presentedCertificate(ctx.req)?.authorized === true,
+        certificateSubjectMatches: (ctx, property, expected) => {
+          const cert = presentedCertificate(ctx.req);
+          return !!cert && property === 'tls_client_auth_subject_dn' && subjectDnMatches(cert.pem, expected);
+        },
+      },
       introspection: { enabled: true },
       revocation: { enabled: true },
       userinfo: { enabled: true },

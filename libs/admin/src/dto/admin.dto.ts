@@ -75,7 +75,13 @@ export const CLIENT_GRANT_TYPES = [
   'client_credentials',
   TOKEN_EXCHANGE,
 ] as const;
-export const CLIENT_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt'] as const;
+export const CLIENT_AUTH_METHODS = [
+  'client_secret_basic',
+  'client_secret_post',
+  'private_key_jwt',
+  'tls_client_auth',
+  'self_signed_tls_client_auth',
+] as const;
 
 /** OIDC client metadata names (RFC 7591 / OIDC Registration), plus `resources`. */
 export class ClientDto {
@@ -108,6 +114,14 @@ export class ClientDto {
   @IsOptional()
   @IsBoolean()
   dpop_bound_access_tokens?: boolean;
+
+  @ApiPropertyOptional({
+    default: false,
+    description: 'RFC 8705 §3: access tokens bound to the client certificate',
+  })
+  @IsOptional()
+  @IsBoolean()
+  tls_client_certificate_bound_access_tokens?: boolean;
 
   @ApiPropertyOptional({
     enum: ['public', 'pairwise'],
