@@ -344,6 +344,19 @@ describe('RFC 7662 — introspection of the broker’s own JWT access tokens', (
     expect((await introspectAs(body.access_token as string)).body.active).toBe(true);
   });
 
+  it('§4 — tells a client that is neither the token’s client nor its service only {active:false}', async () => {
+    const { body } = await clientCredentials(broker.url, orders, ORDERS, 'orders:read');
+    const billing = await registerService(broker, {
+      resourceId: 'billing',
+      audience: BILLING,
+      scopes: ['billing:read'],
+      clientId: 'billing-client',
+      clientScope: 'billing:read',
+    });
+    expect((await introspectAs(body.access_token as string, billing)).body).toEqual({ active: false });
+    expect((await introspectAs(body.access_token as string)).body.active).toBe(true);
+  });
+
   it('§2.1 — requires client authentication', async () => {
     const { body } = await clientCredentials(broker.url, orders, ORDERS, 'orders:read');
     const res = await fetch(`${broker.url}/token/introspection`, {

@@ -312,7 +312,14 @@ export class BrokerRuntime {
       account: (client, sub) => this.login.account(client, sub),
       pairwiseSecret: this.config.locatorPepper,
     });
-    installTokenStatus(provider, this.tokenStatus);
+    installTokenStatus(provider, this.tokenStatus, async (caller, payload) => {
+      if (caller === payload.client_id || caller === this.config.adminClientId) return true;
+      const aud = Array.isArray(payload.aud) ? payload.aud : [payload.aud];
+      for (const audience of aud) {
+        if (audience && (await this.resources.byAudience(audience))?.clientId === caller) return true;
+      }
+      return false;
+    });
     registerTokenExchange(provider, {
       tokenStatus: this.tokenStatus,
       findAccount: accountFinder((client, sub) => this.login.account(client, sub)),

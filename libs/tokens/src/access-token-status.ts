@@ -85,7 +85,16 @@ function isJwt(token: unknown): token is string {
  * Takes over introspection (RFC 7662) and revocation (RFC 7009) of JWT access tokens after
  * oidc-provider has authenticated the client and refused the structured token.
  */
-export function jwtIntrospectionAndRevocation(status: AccessTokenStatus): Middleware {
+/**
+ * RFC 7662 §4: who may learn what a token says. The client it was issued to, or the service it
+ * was issued for (the resource's registered client); anyone else is told `active: false`.
+ */
+export type IntrospectionPolicy = (callerClientId: string, payload: JWTPayload) => Promise<boolean>;
+
+export function jwtIntrospectionAndRevocation(
+  status: AccessTokenStatus,
+  mayIntrospect: IntrospectionPolicy,
+): Middleware {
   return async (koaCtx, next) => {
     await next();
     const ctx = koaCtx as unknown as KoaContextWithOIDC;
@@ -101,7 +110,7 @@ export function jwtIntrospectionAndRevocation(status: AccessTokenStatus): Middle
       ctx.status = 200;
       ctx.set('cache-control', 'no-store');
       // RFC 7662 §2.2: an inactive token gets `active: false` and nothing else.
-      if (!payload) {
+      if (!payload || !(await mayIntrospect(client.clientId, payload))) {
         ctx.body = { active: false };
         return;
       }
@@ -140,6 +149,10 @@ export function jwtIntrospectionAndRevocation(status: AccessTokenStatus): Middle
   };
 }
 
-export function installTokenStatus(provider: Provider, status: AccessTokenStatus): void {
-  provider.use(jwtIntrospectionAndRevocation(status));
+export function installTokenStatus(
+  provider: Provider,
+  status: AccessTokenStatus,
+  mayIntrospect: IntrospectionPolicy,
+): void {
+  provider.use(jwtIntrospectionAndRevocation(status, mayIntrospect));
 }

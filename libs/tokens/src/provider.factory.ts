@@ -225,7 +225,12 @@ export function buildProvider(deps: ProviderDeps): Provider {
           return !!cert && property === 'tls_client_auth_subject_dn' && subjectDnMatches(cert.pem, expected);
         },
       },
-      introspection: { enabled: true },
+      // RFC 7662 §4: a client learns only about its own (opaque) tokens; JWT access tokens are
+      // answered by access-token-status.ts with the resource's client allowed too.
+      introspection: {
+        enabled: true,
+        allowedPolicy: (_ctx, client, token) => client.clientId === token.clientId,
+      },
       revocation: { enabled: true },
       userinfo: { enabled: true },
       rpInitiatedLogout: { enabled: true },
