@@ -9,6 +9,7 @@ import { request as httpsRequest } from 'node:https';
 import { decodeJwt, exportJWK, importX509 } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminCall, freshDatabases, spawnBroker, type SpawnedBroker } from './support/broker';
+import { createVerifier } from '@meridian/verifier';
 import { makePki, type Pem } from './support/certs';
 import { freePort } from './support/ports';
 
@@ -196,5 +197,23 @@ describe('client certificates forwarded by a proxy', () => {
   it('refuses a proxied certificate the proxy did not verify', async () => {
     const r = await proxiedToken('svc-mtls', good, '127.0.0.2', 'FAILED:unable to get issuer');
     expect(r.status).toBe(401);
+  });
+});
+
+describe('RFC 8705 §3 — a certificate-bound token at a service (libs/verifier)', () => {
+  it('is accepted with the certificate it is bound to, refused with another or none', async () => {
+    const r = await tlsToken('svc-mtls', good);
+    const token = r.body.access_token as string;
+    const verifier = createVerifier({
+      trustBundleUrl: `${broker.url}/.well-known/meridian/trust-bundle`,
+      audience: API,
+    });
+    await expect(
+      verifier.verify(token, { clientCertificate: new X509Certificate(good.cert) }),
+    ).resolves.toMatchObject({ clientId: 'svc-mtls' });
+    await expect(
+      verifier.verify(token, { clientCertificate: new X509Certificate(wrongDn.cert) }),
+    ).rejects.toMatchObject({ code: 'ERR_TOKEN_BINDING', status: 401 });
+    await expect(verifier.verify(token)).rejects.toMatchObject({ code: 'ERR_TOKEN_BINDING', status: 401 });
   });
 });
