@@ -1,3 +1,4 @@
+import { createPublicKey } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import { isLoopbackHost } from '@meridian/config';
 import { ADMIN_AUDIENCE, generateClientSecret, hashClientSecret, splitClientScope } from '@meridian/tokens';
@@ -11,6 +12,33 @@ const REGION_ID = /^[a-z][a-z0-9-]{0,31}$/;
 function checkId(kind: string, id: string, re = ID): void {
   if (!re.test(id))
     throw new AdminError('ERR_INVALID_BODY', `${kind} id must be 1-128 characters of A-Z a-z 0-9 . _ ~ : -`);
+}
+
+/** JWE key management we issue with: no RSA1_5 (RFC 8725 §3.2), no `dir` (no shared keys). */
+export const TOKEN_ENCRYPTION_ALGS = ['ECDH-ES', 'ECDH-ES+A128KW', 'ECDH-ES+A256KW', 'RSA-OAEP-256'];
+export const TOKEN_ENCRYPTION_ENCS = ['A128GCM', 'A256GCM'];
+
+function checkEncryptionJwk(jwk: Record<string, unknown>): Record<string, unknown> {
+  const fail = (why: string) => new AdminError('ERR_INVALID_BODY', `encryptionJwk: ${why}`);
+  if (typeof jwk.alg !== 'string' || !TOKEN_ENCRYPTION_ALGS.includes(jwk.alg))
+    throw fail(`alg must be one of ${TOKEN_ENCRYPTION_ALGS.join(', ')}`);
+  if (jwk.enc !== undefined && (typeof jwk.enc !== 'string' || !TOKEN_ENCRYPTION_ENCS.includes(jwk.enc)))
+    throw fail(`enc must be one of ${TOKEN_ENCRYPTION_ENCS.join(', ')}`);
+  for (const priv of ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k'])
+    if (priv in jwk) throw fail('must be a public key (private member found)');
+  const rsa = jwk.alg.startsWith('RSA');
+  if (rsa ? jwk.kty !== 'RSA' : jwk.kty !== 'EC' || !['P-256', 'P-384', 'P-521'].includes(String(jwk.crv)))
+    throw fail(rsa ? 'RSA-OAEP-256 needs an RSA key' : 'ECDH-ES needs an EC key on P-256, P-384 or P-521');
+  let key: ReturnType<typeof createPublicKey>;
+  try {
+    const { alg: _a, enc: _e, use: _u, key_ops: _k, ...material } = jwk;
+    key = createPublicKey({ key: material as never, format: 'jwk' });
+  } catch {
+    throw fail('is not a valid public JWK');
+  }
+  if (rsa && (key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048)
+    throw fail('RSA keys must be at least 2048 bits');
+  return jwk;
 }
 
 const LOOPBACK = new Set(['127.0.0.1', '[::1]', 'localhost']);
@@ -105,9 +133,11 @@ export class AdminService {
       );
     const rows = await this.deps.controlDb
       .query<{ created: boolean }>(
-        `insert into resource (id, audience, scopes, region, access_token_ttl_seconds, client_id) values ($1, $2, $3, $4, $5, $6)
+        `insert into resource (id, audience, scopes, region, access_token_ttl_seconds, client_id, encryption_jwk)
+         values ($1, $2, $3, $4, $5, $6, $7)
        on conflict (id) do update set audience = excluded.audience, scopes = excluded.scopes, region = excluded.region,
-         access_token_ttl_seconds = excluded.access_token_ttl_seconds, client_id = excluded.client_id, updated_at = now()
+         access_token_ttl_seconds = excluded.access_token_ttl_seconds, client_id = excluded.client_id,
+         encryption_jwk = excluded.encryption_jwk, updated_at = now()
        returning (xmax = 0) as created`,
         [
           id,
@@ -116,6 +146,7 @@ export class AdminService {
           dto.region,
           dto.accessTokenTtlSeconds ?? 300,
           dto.clientId ?? null,
+          dto.encryptionJwk ? checkEncryptionJwk(dto.encryptionJwk) : null,
         ],
       )
       .catch((err: { code?: string }) => {

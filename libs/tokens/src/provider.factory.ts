@@ -2,7 +2,7 @@
  * oidc-provider, configured as Meridian's OP. Everything here is configuration of the engine;
  * the OAuth endpoints themselves are oidc-provider's (OpenID Certified), not ours.
  */
-import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
+import { createHmac, createPublicKey, hkdfSync, timingSafeEqual, type KeyObject } from 'node:crypto';
 import Provider, { errors, type Configuration, type JWK, type KoaContextWithOIDC } from 'oidc-provider';
 import type { ControlDatabase, RegionDatabase } from '@meridian/persistence';
 import type { SigningAlg } from '@meridian/config';
@@ -10,7 +10,7 @@ import type { KeySet } from '@meridian/keys';
 import { ControlClientAdapter, RegionPayloadAdapter } from './oidc-adapter';
 import { verifyClientSecret } from './client-secret';
 import { accessTokenTtl, clientResidency, isResidency, type Residency } from './claims';
-import type { ResourceCatalog } from './resource-catalog';
+import type { JsonWebKeyForEncryption, ResourceCatalog } from './resource-catalog';
 import { ACT, type ExchangedToken } from './token-exchange';
 import { presentedCertificate, subjectDnMatches } from './mtls';
 
@@ -103,6 +103,26 @@ export function accountFinder(account: ProviderDeps['account']) {
       },
     };
   };
+}
+
+const encryptionKeys = new Map<string, KeyObject>();
+
+/** JWE parameters for a service's registered key (validated at registration). */
+function encryptionFor(jwk: JsonWebKeyForEncryption): {
+  alg: string;
+  enc: string;
+  key: KeyObject;
+  kid?: string;
+} {
+  const cacheKey = JSON.stringify(jwk);
+  let key = encryptionKeys.get(cacheKey);
+  if (!key) {
+    const { alg: _a, enc: _e, use: _u, key_ops: _k, ...material } = jwk;
+    key = createPublicKey({ key: material as never, format: 'jwk' });
+    if (encryptionKeys.size > 1000) encryptionKeys.clear();
+    encryptionKeys.set(cacheKey, key);
+  }
+  return { alg: jwk.alg, enc: jwk.enc ?? 'A256GCM', key, kid: jwk.kid };
 }
 
 export function buildProvider(deps: ProviderDeps): Provider {
@@ -259,7 +279,12 @@ export function buildProvider(deps: ProviderDeps): Provider {
             audience: resource.audience,
             accessTokenTTL: accessTokenTtl(resource.accessTokenTtlSeconds),
             accessTokenFormat: 'jwt',
-            jwt: { sign: { alg: deps.signingAlg, kid: deps.keys.current.kid } },
+            jwt: {
+              sign: { alg: deps.signingAlg, kid: deps.keys.current.kid },
+              // Nested JWT (RFC 7519 §11.2, RFC 9068 §7): signed, then encrypted to the service.
+              // oidc-provider's typings list the JWE algorithms as literals; these were validated at registration.
+              ...(resource.encryptionJwk ? { encrypt: encryptionFor(resource.encryptionJwk) as never } : {}),
+            },
           };
         },
       },

@@ -9,6 +9,16 @@ export interface ResourceServerRecord {
   accessTokenTtlSeconds: number;
   /** The client the service itself uses; only it may exchange tokens issued for this audience. */
   clientId?: string;
+  /** Public JWK (with `alg`, optional `enc`) access tokens for this service are encrypted to. */
+  encryptionJwk?: JsonWebKeyForEncryption;
+}
+
+export interface JsonWebKeyForEncryption {
+  kty: string;
+  alg: string;
+  enc?: string;
+  kid?: string;
+  [member: string]: unknown;
 }
 
 /**
@@ -43,8 +53,9 @@ export class ResourceCatalog {
       region: string;
       access_token_ttl_seconds: number;
       client_id: string | null;
+      encryption_jwk: JsonWebKeyForEncryption | null;
     }[] = await this.db.query(
-      'select id, audience, scopes, region, access_token_ttl_seconds, client_id from resource where audience = $1',
+      'select id, audience, scopes, region, access_token_ttl_seconds, client_id, encryption_jwk from resource where audience = $1',
       [audience],
     );
     const row = rows[0];
@@ -56,6 +67,7 @@ export class ResourceCatalog {
           region: row.region,
           accessTokenTtlSeconds: row.access_token_ttl_seconds,
           clientId: row.client_id ?? undefined,
+          encryptionJwk: row.encryption_jwk ?? undefined,
         }
       : undefined;
     if (this.cache.size > 10_000) this.cache.clear();

@@ -1,5 +1,5 @@
 import type { X509Certificate } from 'node:crypto';
-import type { JSONWebKeySet } from 'jose';
+import type { JSONWebKeySet, JWK } from 'jose';
 
 /**
  * Meridian's `residency` claim (CONTRACT.md, "Access token claims").
@@ -154,6 +154,13 @@ export interface VerifierOptions {
   now?: () => number;
   /** RFC 7662 introspection for `verify(token, { introspect: true })`. */
   introspection?: { url: string; clientId: string; clientSecret: string; cacheTtlMs?: number };
+  /**
+   * Private JWKs that open access tokens encrypted to this service (nested JWT: JWE around the
+   * signed token). A function is asked on every decryption, so keys can be reloaded (rotation)
+   * without a restart. Only ECDH-ES(+A128KW/+A256KW) and RSA-OAEP-256 with AES-GCM are
+   * accepted (RFC 8725 §3.2: never RSA1_5; never `dir`); the content must be a signed token.
+   */
+  decryptionKeys?: JWK[] | (() => JWK[] | Promise<JWK[]>);
   /** DPoP proof checks (RFC 9449). */
   dpop?: {
     /** How old a proof's `iat` may be (default 60). */

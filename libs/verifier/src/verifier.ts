@@ -4,8 +4,8 @@
  * algorithm allow-list, explicit type), issuer and key from the trust set only, signature,
  * claims; then what depends on the request (binding, liveness, scope, residency).
  */
-import { hash } from 'node:crypto';
-import { compactVerify } from 'jose';
+import { createPrivateKey, hash, type KeyObject } from 'node:crypto';
+import { compactDecrypt, compactVerify, decodeProtectedHeader, type JWK } from 'jose';
 import { BoundedCache, MemoryReplayStore } from './caches';
 import { certificateMatches } from './certificate-binding';
 import { verifyDpopProof } from './dpop';
@@ -70,6 +70,15 @@ const ACCESS_TOKEN_ALGS = new Set([
 /** RFC 8725 §3.10: header members that name a key or where to fetch one. */
 const KEY_BEARING_HEADERS = ['jku', 'jwk', 'x5u', 'x5c'] as const;
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+const COMPACT_JWE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+/** RFC 8725 §3.2: key management we accept for tokens encrypted to a service. */
+export const DECRYPTION_KEY_ALGORITHMS: readonly string[] = Object.freeze([
+  'ECDH-ES',
+  'ECDH-ES+A128KW',
+  'ECDH-ES+A256KW',
+  'RSA-OAEP-256',
+]);
+export const DECRYPTION_CONTENT_ALGORITHMS: readonly string[] = Object.freeze(['A128GCM', 'A256GCM']);
 
 interface CacheEntry {
   readonly token: VerifiedToken;
@@ -206,6 +215,8 @@ class MeridianVerifier implements Verifier {
   private readonly introspector: Introspector | undefined;
   private readonly dpopWindowSeconds: number;
   private readonly replay: DpopReplayStore;
+  private readonly decryptionKeys: VerifierOptions['decryptionKeys'];
+  private readonly keyObjects = new Map<string, KeyObject>();
 
   constructor(o: VerifierOptions) {
     validateOptions(o);
@@ -238,6 +249,58 @@ class MeridianVerifier implements Verifier {
       : undefined;
     this.dpopWindowSeconds = o.dpop?.proofWindowSeconds ?? 60;
     this.replay = o.dpop?.replayStore ?? new MemoryReplayStore(this.now);
+    this.decryptionKeys = o.decryptionKeys;
+  }
+
+  /** Opens a token encrypted to this service and returns the signed token inside it. */
+  private async decrypt(token: string): Promise<string> {
+    if (!this.decryptionKeys) fail('ERR_TOKEN_MALFORMED', 'encrypted access tokens are not accepted here');
+    let header: ReturnType<typeof decodeProtectedHeader>;
+    try {
+      header = decodeProtectedHeader(token);
+    } catch {
+      fail('ERR_TOKEN_MALFORMED', 'the encrypted access token header is not a JSON object');
+    }
+    if (typeof header.alg !== 'string' || !DECRYPTION_KEY_ALGORITHMS.includes(header.alg))
+      fail('ERR_TOKEN_ALG', `key management algorithm ${quoted(header.alg)} is not accepted`);
+    if (typeof header.enc !== 'string' || !DECRYPTION_CONTENT_ALGORITHMS.includes(header.enc))
+      fail('ERR_TOKEN_ALG', `content encryption ${quoted(header.enc)} is not accepted`);
+    const jwks =
+      typeof this.decryptionKeys === 'function' ? await this.decryptionKeys() : this.decryptionKeys;
+    const candidates = jwks.filter(
+      (k) =>
+        (header.kid === undefined || k.kid === undefined || k.kid === header.kid) &&
+        (k.alg === undefined || k.alg === header.alg),
+    );
+    for (const jwk of candidates) {
+      try {
+        const { plaintext, protectedHeader } = await compactDecrypt(token, this.keyObject(jwk), {
+          keyManagementAlgorithms: [...DECRYPTION_KEY_ALGORITHMS],
+          contentEncryptionAlgorithms: [...DECRYPTION_CONTENT_ALGORITHMS],
+        });
+        const inner = new TextDecoder().decode(plaintext);
+        // RFC 9068 §4 + RFC 7519 §5.2: the content must be the signed access token itself.
+        if (String(protectedHeader.cty ?? '').toLowerCase() !== 'at+jwt' || !COMPACT_JWS.test(inner))
+          fail('ERR_TOKEN_TYPE', 'the encrypted token does not contain a signed access token');
+        return inner;
+      } catch (err) {
+        if (err instanceof VerifierError) throw err;
+      }
+    }
+    fail('ERR_TOKEN_MALFORMED', 'the access token cannot be decrypted with this service’s keys');
+  }
+
+  private keyObject(jwk: JWK): KeyObject {
+    const id = JSON.stringify(jwk);
+    let key = this.keyObjects.get(id);
+    if (!key) {
+      const { alg: _a, use: _u, key_ops: _k, ...material } = jwk as JWK & { enc?: string };
+      delete (material as { enc?: string }).enc;
+      key = createPrivateKey({ key: material as never, format: 'jwk' });
+      if (this.keyObjects.size > 100) this.keyObjects.clear();
+      this.keyObjects.set(id, key);
+    }
+    return key;
   }
 
   async verify(token: string | null | undefined, opts: VerifyOptions = {}): Promise<VerifiedToken> {
@@ -299,6 +362,7 @@ class MeridianVerifier implements Verifier {
 
   /** Everything that depends on the token alone; the result is cacheable until `exp`. */
   private async verifyToken(token: string, now: number): Promise<CacheEntry> {
+    if (COMPACT_JWE.test(token)) token = await this.decrypt(token);
     if (!COMPACT_JWS.test(token)) {
       fail(
         'ERR_TOKEN_MALFORMED',

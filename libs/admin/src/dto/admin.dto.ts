@@ -61,6 +61,14 @@ export class ResourceDto {
 
   @ApiPropertyOptional({
     description:
+      'public JWK with alg (ECDH-ES…, RSA-OAEP-256) and optional enc (A128GCM, A256GCM): tokens for this service are signed, then encrypted',
+  })
+  @IsOptional()
+  @IsObject()
+  encryptionJwk?: Record<string, unknown>;
+
+  @ApiPropertyOptional({
+    description:
       'the client id the service itself uses (RFC 8693: only it may exchange tokens issued for this audience)',
   })
   @IsOptional()

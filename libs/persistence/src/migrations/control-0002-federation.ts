@@ -43,6 +43,8 @@ export class ControlFederation1790000000002 implements MigrationInterface {
       )`);
     // The client a service itself uses: only it may exchange tokens issued for its audience.
     await q.query(`alter table resource add column client_id text`);
+    // A service's public encryption key: its access tokens are then signed, then encrypted.
+    await q.query(`alter table resource add column encryption_jwk jsonb`);
     // HMAC(pepper, sub) of subjects erased at their home region: regions that hold a copy from a
     // hand-off erase it too (pushed at once, and swept here for any region that missed the push).
     await q.query(`
@@ -55,6 +57,7 @@ export class ControlFederation1790000000002 implements MigrationInterface {
 
   async down(q: QueryRunner): Promise<void> {
     await q.query('drop table subject_tombstone');
+    await q.query('alter table resource drop column encryption_jwk');
     await q.query('alter table resource drop column client_id');
     await q.query('drop table subject_locator');
     await q.query('drop table residency_policy');
