@@ -97,7 +97,7 @@ async function spawnSidecar(
       proc.child.kill('SIGKILL');
       throw new Error(`sidecar not ${wait} after 20 s:\n${proc.stdout()}${proc.stderr()}`);
     }
-    const r = await call(url, `/${wait}`).catch(() => undefined);
+    const r = await call(url, `/${wait}`, { timeoutMs: 2000 }).catch(() => undefined);
     if (r?.status === 200) break;
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -129,7 +129,12 @@ interface Answer {
 function call(
   base: string,
   path: string,
-  o: { method?: string; headers?: Record<string, string | string[]>; body?: Buffer | string } = {},
+  o: {
+    method?: string;
+    headers?: Record<string, string | string[]>;
+    body?: Buffer | string;
+    timeoutMs?: number;
+  } = {},
 ): Promise<Answer> {
   const { hostname, port } = new URL(base);
   return new Promise((resolve, reject) => {
@@ -152,6 +157,10 @@ function call(
       },
     );
     req.on('error', reject);
+    // Nothing here should take long; a hung answer fails the test instead of the whole file.
+    req.setTimeout(o.timeoutMs ?? 15_000, () =>
+      req.destroy(new Error(`no answer to ${path} within the timeout`)),
+    );
     req.end(o.body);
   });
 }

@@ -213,7 +213,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
   function failInternally(res: ServerResponse, err: unknown) {
     log.error(
       { err: { name: (err as Error)?.name, message: (err as Error)?.message } },
-      'authorization failed unexpectedly',
+      'request failed unexpectedly',
     );
     sendJson(
       res,
@@ -334,7 +334,18 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
     upstreamReq.once('response', (upstreamRes) => {
       const out = downstreamResponseHeaders(upstreamRes.headers);
       if (draining) out.connection = 'close';
-      res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, out);
+      try {
+        res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, out);
+      } catch (err) {
+        // A status or header node:http will not send on: the answer is unusable.
+        upstreamRes.destroy();
+        log.warn({ err: { message: (err as Error).message } }, 'upstream answer not forwardable');
+        sendJson(res, 502, {
+          error: 'bad_gateway',
+          error_description: 'the protected service answered invalidly',
+        });
+        return;
+      }
       upstreamRes.pipe(res);
       // The upstream cut its answer short: so must we (the client sees a truncated response).
       const cut = () => {
@@ -429,10 +440,12 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
       return;
     }
     if (extAuthz !== undefined && (path === extAuthz || path.startsWith(`${extAuthz}/`))) {
-      void answerExtAuthz(req, res, target, started);
+      answerExtAuthz(req, res, target, started).catch((err: unknown) => failInternally(res, err));
       return;
     }
-    void proxy(req, res, target, host, expectContinue, started);
+    // Whatever goes wrong below is answered (500, or the connection cut once the answer has
+    // started), never left as an unhandled rejection.
+    proxy(req, res, target, host, expectContinue, started).catch((err: unknown) => failInternally(res, err));
   }
 
   const server = http.createServer({ keepAliveTimeout: 65_000, headersTimeout: 66_000 }, (req, res) =>
