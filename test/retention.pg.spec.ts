@@ -157,3 +157,36 @@ describe('subject store — the storage rule', () => {
     expect(refs).toHaveLength(0);
   });
 });
+
+describe('erasure at the home region reaches copies here (tombstones)', () => {
+  it('sweeps a hand-off copy whose subject was erased at home, and nothing else', async () => {
+    const doc = {
+      appliesTo: { jurisdictions: ['CA'] },
+      homeRegion: 'us',
+      storageRegions: ['us'],
+      release: { default: ['sub', 'residency'] },
+    };
+    const policy = parsePolicy('ca-home', 1, doc, { knownRegions: ['eu', 'us'], otherPolicies: [] });
+    const decision = decisionFor(policy, 'CA');
+    for (const sub of ['m-erased-at-home', 'm-still-alive']) {
+      await subjects.recordForeignLogin({
+        sub,
+        residency: decision.residencyClaim(),
+        decision,
+        releasedClaims: {},
+        federationId: 'global',
+      });
+    }
+    const locator = new SubjectLocator(control, pepper);
+    await locator.tombstone('m-erased-at-home', 'us');
+    expect(await subjects.erasedAtHome('m-erased-at-home')).toBe(true);
+    expect(await subjects.sweepErasedCopies()).toBe(1);
+    expect(await subjects.find('m-erased-at-home')).toBeUndefined();
+    expect(await subjects.find('m-still-alive')).toBeDefined();
+    // A tombstone never erases a subject whose home is here (only a data-subject request does).
+    const home = await login('home-person-with-tombstone');
+    await locator.tombstone(home, 'us');
+    expect(await subjects.sweepErasedCopies()).toBe(0);
+    expect(await subjects.find(home)).toBeDefined();
+  });
+});
