@@ -142,6 +142,7 @@ export class FederationFixture {
           client_id: clientId,
           client_secret: secret,
           redirect_uris: [`${broker.issuer}/federation/callback`],
+          post_logout_redirect_uris: [`${broker.issuer}/federation/logged-out`],
           token_endpoint_auth_method: 'client_secret_basic',
           scope: 'openid email profile address',
         });

@@ -3,6 +3,7 @@
  * Built before Nest starts (so a bad database or a wrong KEK stops the process with one line),
  * then handed to the Nest module as the composition root's dependencies.
  */
+import { hkdfSync } from 'node:crypto';
 import type Provider from 'oidc-provider';
 import type { Logger } from 'pino';
 import type { BrokerConfig } from '@meridian/config';
@@ -32,6 +33,7 @@ import {
 import { AuditLog } from '@meridian/audit';
 import {
   FEDERATION_CALLBACK_PATH,
+  FEDERATION_LOGGED_OUT_PATH,
   FederationRepository,
   LoginService,
   LoginTransactionStore,
@@ -112,6 +114,9 @@ export class BrokerRuntime {
       transactions: this.transactions,
       peerIssuer: (region) => this.peerIssuer(region),
       signingJwk: () => this.keySet.current.privateJwk,
+      logoutStateKey: Buffer.from(
+        hkdfSync('sha256', config.kek, 'meridian', `logout-state:${config.region}`, 32),
+      ),
       audit: this.audit,
       logger: this.logger.child({ component: 'login' }),
     });
@@ -150,6 +155,7 @@ export class BrokerRuntime {
       client_id: clientId,
       client_name: `Meridian broker of region ${this.config.region}`,
       redirect_uris: [`${this.config.issuer}${FEDERATION_CALLBACK_PATH}`],
+      post_logout_redirect_uris: [`${this.config.issuer}${FEDERATION_LOGGED_OUT_PATH}`],
       grant_types: ['authorization_code'],
       response_types: ['code'],
       token_endpoint_auth_method: 'private_key_jwt',
@@ -311,6 +317,31 @@ export class BrokerRuntime {
       interactionPath: (uid) => `${INTERACTION_PREFIX}${uid}`,
       account: (client, sub) => this.login.account(client, sub),
       pairwiseSecret: this.config.locatorPepper,
+    });
+    // RP-Initiated Logout: once the broker session is over, end the upstream (or home broker)
+    // session the person came through.
+    provider.use(async (ctx, next) => {
+      await next();
+      const oidc = (
+        ctx as unknown as {
+          oidc?: { route?: string; params?: { logout?: string }; session?: { accountId?: string } };
+        }
+      ).oidc;
+      if (
+        oidc?.route !== 'end_session_confirm' ||
+        ctx.status !== 303 ||
+        !oidc.params?.logout ||
+        !oidc.session?.accountId
+      )
+        return;
+      const next303 = await this.login.upstreamLogout(
+        oidc.session.accountId,
+        String(ctx.response.get('location')),
+      );
+      if (next303) {
+        ctx.status = 303;
+        ctx.redirect(next303);
+      }
     });
     installTokenStatus(provider, this.tokenStatus, async (caller, payload) => {
       if (caller === payload.client_id || caller === this.config.adminClientId) return true;

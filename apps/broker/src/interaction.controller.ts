@@ -41,6 +41,12 @@ export class InteractionController {
     send(res, await this.login.cancel(req, res));
   }
 
+  @Get('federation/logged-out')
+  loggedOut(@Req() req: Request, @Res() res: Response) {
+    const q = req.originalUrl.indexOf('?');
+    send(res, this.login.loggedOut(new URLSearchParams(q === -1 ? '' : req.originalUrl.slice(q + 1))));
+  }
+
   @Get('federation/callback')
   async callback(@Req() req: Request, @Res() res: Response) {
     const q = req.originalUrl.indexOf('?');

@@ -143,6 +143,7 @@ export class ComplianceService {
       clientId: (await this.deps.federations.clientId(fed.id)) ?? rest.clientId,
       hasClientSecret: await this.deps.federations.hasSecret(fed.id),
       redirectUri: this.redirectUri,
+      postLogoutRedirectUri: `${this.deps.issuer}/federation/logged-out`,
     };
   }
 

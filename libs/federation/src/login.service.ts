@@ -4,6 +4,7 @@
  * Every failure ends as an OAuth error redirect to the client with a description a person can
  * act on; the upstream's own error text goes to the logs only.
  */
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type Provider from 'oidc-provider';
 import type { JWK } from 'jose';
@@ -27,6 +28,7 @@ import type { ResidencyClaim, SubjectStore } from './subject.store';
 import type { UpstreamClient, UpstreamTarget } from './upstream.client';
 
 export const FEDERATION_CALLBACK_PATH = '/federation/callback';
+export const FEDERATION_LOGGED_OUT_PATH = '/federation/logged-out';
 /** Errors a home broker may answer a hand-off with, relayed to the app as they are. */
 const RELAYABLE_ERRORS = new Set([
   'access_denied',
@@ -50,6 +52,8 @@ export interface LoginDeps {
   peerIssuer: (region: string) => Promise<string | undefined>;
   /** This region's current signing key: private_key_jwt at peers (and upstreams that want it). */
   signingJwk: () => JWK;
+  /** Keys the state that carries the final logout destination through the upstream. */
+  logoutStateKey: Buffer;
   audit: AuditLog;
   logger: Logger;
 }
@@ -533,6 +537,83 @@ export class LoginService {
         region: this.deps.region,
       }),
     };
+  }
+
+  /**
+   * After the broker ended a person's session (RP-Initiated Logout), their session at the
+   * identity provider they came through ends too: the upstream IdP for people homed here, the
+   * home broker (which then ends the upstream one) for people handed off. Returns where to
+   * send the browser, or undefined when there is nothing further to end.
+   */
+  async upstreamLogout(sub: string, finalLocation: string): Promise<string | undefined> {
+    const subject = await this.deps.subjects.find(sub);
+    if (!subject?.federationId) return undefined;
+    const state = this.signLogoutState(finalLocation);
+    const postLogoutRedirectUri = `${this.deps.issuer}${FEDERATION_LOGGED_OUT_PATH}`;
+    try {
+      if (subject.home) {
+        const fed = await this.deps.federations.get(subject.federationId);
+        if (!fed) return undefined;
+        return (
+          await this.deps.upstream.endSessionUrl(await this.upstreamTarget(fed), {
+            postLogoutRedirectUri,
+            state,
+          })
+        )?.href;
+      }
+      return (
+        await this.deps.upstream.endSessionUrl(await this.peerTarget(subject.residency.region), {
+          postLogoutRedirectUri,
+          state,
+        })
+      )?.href;
+    } catch (err) {
+      // The broker session is over either way; an unreachable IdP must not strand the person.
+      this.deps.logger.warn({ err: { message: (err as Error).message } }, 'upstream logout skipped');
+      return undefined;
+    }
+  }
+
+  /** GET /federation/logged-out — back from the upstream's logout: on to where the app asked. */
+  loggedOut(query: URLSearchParams): LoginAnswer {
+    const to = this.openLogoutState(query.get('state'));
+    if (!to) {
+      return {
+        kind: 'page',
+        status: 400,
+        html: errorPage({
+          title: 'Signed out',
+          message: 'You are signed out. This link has expired or is not valid.',
+          region: this.deps.region,
+        }),
+      };
+    }
+    return { kind: 'redirect', location: to };
+  }
+
+  private signLogoutState(to: string): string {
+    const body = Buffer.from(JSON.stringify({ to, exp: Math.floor(Date.now() / 1000) + 600 })).toString(
+      'base64url',
+    );
+    return `${body}.${createHmac('sha256', this.deps.logoutStateKey).update(body).digest('base64url')}`;
+  }
+
+  private openLogoutState(state: string | null): string | undefined {
+    if (!state || state.length > 4096) return undefined;
+    const [body, mac] = state.split('.');
+    if (!body || !mac) return undefined;
+    const expected = createHmac('sha256', this.deps.logoutStateKey).update(body).digest();
+    const given = Buffer.from(mac, 'base64url');
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined;
+    try {
+      const { to, exp } = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as {
+        to: string;
+        exp: number;
+      };
+      return typeof to === 'string' && exp > Date.now() / 1000 ? to : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Account claims for ID tokens and userinfo: only what the policy releases to the client's region. */

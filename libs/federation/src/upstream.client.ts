@@ -145,6 +145,20 @@ export class UpstreamClient {
     return { url, state, nonce, codeVerifier };
   }
 
+  /** RP-Initiated Logout 1.0 §2 at the upstream, when it offers an end_session_endpoint. */
+  async endSessionUrl(
+    target: UpstreamTarget,
+    params: { postLogoutRedirectUri: string; state: string },
+  ): Promise<URL | undefined> {
+    const config = await this.config(target);
+    if (!config.serverMetadata().end_session_endpoint) return undefined;
+    return oidc.buildEndSessionUrl(config, {
+      post_logout_redirect_uri: params.postLogoutRedirectUri,
+      state: params.state,
+      client_id: target.clientId,
+    });
+  }
+
   async finish(
     target: UpstreamTarget,
     callbackUrl: URL,

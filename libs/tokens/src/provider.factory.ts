@@ -253,7 +253,18 @@ export function buildProvider(deps: ProviderDeps): Provider {
       },
       revocation: { enabled: true },
       userinfo: { enabled: true },
-      rpInitiatedLogout: { enabled: true },
+      rpInitiatedLogout: {
+        enabled: true,
+        // No external fonts, no script: the same rules as the login pages.
+        logoutSource(ctx, form) {
+          ctx.type = 'html';
+          ctx.set(
+            'content-security-policy',
+            "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+          );
+          ctx.body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Sign out</title></head><body><main><h1>Sign out?</h1>${form}<button type="submit" form="op.logoutForm" name="logout" value="yes" autofocus>Yes, sign me out</button> <button type="submit" form="op.logoutForm">No, stay signed in</button><p>Region ${deps.region}</p></main></body></html>`;
+        },
+      },
       resourceIndicators: {
         enabled: true,
         // One audience per access token (RFC 8707 §2): the client names it, or has only one.
