@@ -26,5 +26,12 @@ export function federationForEmail(
       }
     }
   }
-  return best?.fed;
+  if (best) return best.fed;
+  // Then the country rule: a country-code top-level domain (example.de → DE; .uk is GB) picks
+  // the one enabled federation whose homeRealm.countries lists it. Two candidates: no guess.
+  const tld = domain.slice(domain.lastIndexOf('.') + 1).toUpperCase();
+  if (!/^[A-Z]{2}$/.test(tld)) return undefined;
+  const country = tld === 'UK' ? 'GB' : tld;
+  const byCountry = enabled.filter((f) => f.homeRealm?.countries?.includes(country));
+  return byCountry.length === 1 ? byCountry[0] : undefined;
 }
