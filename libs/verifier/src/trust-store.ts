@@ -147,6 +147,8 @@ export class TrustStore {
   private loadedAt: number | undefined;
   private lastAttemptAt: number | undefined;
   private lastError: string | undefined;
+  /** Failed attempts before any bundle was ever loaded (drives the start-up backoff). */
+  private failuresBeforeLoad = 0;
   private fetches = 0;
   private inflight: Promise<void> | undefined;
   private staticLoad: Promise<void> | undefined;
@@ -246,8 +248,17 @@ export class TrustStore {
     return status;
   }
 
+  /**
+   * Once a bundle is in use, at most one fetch per cooldown. Before the first one, a service
+   * that started before its broker retries sooner — 1 s, 2 s, 4 s … up to the cooldown — so it
+   * becomes ready soon after the broker does (it refuses every token until then).
+   */
   private mayFetch(): boolean {
-    return this.lastAttemptAt === undefined || this.cfg.now() - this.lastAttemptAt >= this.cfg.cooldownMs;
+    if (this.lastAttemptAt === undefined) return true;
+    const wait = this.loaded
+      ? this.cfg.cooldownMs
+      : Math.min(this.cfg.cooldownMs, 1000 * 2 ** Math.max(0, this.failuresBeforeLoad - 1));
+    return this.cfg.now() - this.lastAttemptAt >= wait;
   }
 
   private async fetchAndInstall(url: string): Promise<void> {
@@ -276,6 +287,7 @@ export class TrustStore {
       this.loadedAt = this.cfg.now();
       this.lastError = undefined;
     } catch (err) {
+      if (!this.loaded) this.failuresBeforeLoad++;
       this.lastError = `${(err as Error).message ?? err}`.slice(0, 300);
     }
   }
