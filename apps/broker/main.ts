@@ -4,7 +4,7 @@
  */
 import 'reflect-metadata';
 import { validateBrokerEnv } from '@meridian/config';
-import { createLogger } from '@meridian/observability';
+import { createLogger, exitOnSignals } from '@meridian/observability';
 
 async function main(): Promise<void> {
   const result = validateBrokerEnv(process.env);
@@ -30,18 +30,7 @@ async function main(): Promise<void> {
     logger.debug({ err: { message: e.message, stack: e.stack } }, 'startup failed');
     process.exit(1);
   }
-  const stop = (signal: string) => {
-    logger.info({ signal }, 'shutting down');
-    broker.close().then(
-      () => process.exit(0),
-      (err: Error) => {
-        logger.error({ err: { message: err.message } }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  exitOnSignals(logger, () => broker.close());
 }
 
 void main();

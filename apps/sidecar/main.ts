@@ -3,6 +3,7 @@
  * before anything else; each bad variable is reported on its own line, then the process exits
  * with status 1.
  */
+import { exitOnSignals } from '@meridian/observability';
 import { validateSidecarEnv } from './src/config';
 import { createSidecarLogger } from './src/logger';
 import { startSidecar, type RunningSidecar } from './src/server';
@@ -39,21 +40,10 @@ async function main(): Promise<void> {
     },
     'sidecar listening',
   );
-  const stop = (signal: string) => {
-    logger.info({ signal }, 'shutting down: finishing in-flight requests');
-    sidecar.close().then(
-      () => {
-        logger.info('stopped');
-        process.exit(0);
-      },
-      (err: Error) => {
-        logger.error({ err: { message: err.message } }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  exitOnSignals(logger, async () => {
+    await sidecar.close();
+    logger.info('stopped');
+  });
 }
 
 void main();
