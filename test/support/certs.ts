@@ -20,6 +20,8 @@ export function makePki(): {
   ca: Pem;
   server: Pem;
   client(name: string, subject: string): Pem;
+  /** Another serving certificate for 127.0.0.1 (a rotation). */
+  serverCert(name: string): Pem;
   selfSigned(name: string, subject: string): Pem;
 } {
   const dir = mkdtempSync(join(tmpdir(), 'meridian-pki-'));
@@ -87,6 +89,8 @@ export function makePki(): {
     ca: read('ca'),
     server,
     client: (name, subject) => signed(name, subject, 'extendedKeyUsage=clientAuth\n'),
+    serverCert: (name) =>
+      signed(name, '/CN=127.0.0.1', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n'),
     selfSigned: (name, subject) => {
       ecKey(name);
       openssl(

@@ -73,7 +73,7 @@ export async function accessibilityViolations(page: Page): Promise<AxeViolation[
   return page.evaluate(async () => {
     const axe = (globalThis as unknown as { axe: { run: (ctx: unknown, opts: unknown) => Promise<any> } })
       .axe;
-    const result = await axe.run(document, {
+    const result = await axe.run((globalThis as unknown as { document: unknown }).document, {
       runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] },
     });
     return result.violations.map((v: any) => ({

@@ -32,6 +32,8 @@ export interface CheckedRequest {
    * when a proof is presented.
    */
   publicUrl: () => string;
+  /** The client certificate of the TLS connection (DER), when the sidecar terminates TLS. */
+  clientCertificate?: Buffer;
 }
 
 export interface Refusal {
@@ -67,6 +69,7 @@ export async function authorize(
       requiredScopes: requiredScopesFor(policy.routes, policy.requiredScopes, req.method, path.path),
     };
     if (policy.region !== undefined) opts.region = policy.region;
+    if (req.clientCertificate) opts.clientCertificate = req.clientCertificate;
     if (credentials?.scheme === 'DPoP') {
       opts.dpop = { proof: credentials.proof ?? '', method: req.method, url: req.publicUrl() };
     }

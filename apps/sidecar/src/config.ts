@@ -32,12 +32,29 @@ export interface SidecarConfig {
   /** Private keys for tokens encrypted to this service, and the file they come from (reloaded). */
   decryptionKeys: JWK[] | undefined;
   decryptionKeysFile: string | undefined;
+  /**
+   * Inbound TLS terminated by the sidecar itself (files re-read when they change), with client
+   * certificates requested for certificate-bound tokens (RFC 8705 §3); undefined: plain HTTP.
+   */
+  tls: SidecarTlsConfig | undefined;
   upstreamTimeoutMs: number;
   bundleRefreshCooldownMs: number;
   /** Leeway for `exp`, `nbf`, `iat` (RFC 9068 §4). */
   clockToleranceSeconds: number;
   shutdownGraceMs: number;
   logLevel: LogLevel;
+}
+
+export interface SidecarTlsConfig {
+  certFile: string;
+  keyFile: string;
+  /**
+   * CA bundle client certificates must chain to; when set, a connection without such a
+   * certificate is refused during the handshake. Without it any client certificate is accepted
+   * at the TLS layer and only its thumbprint matters (`cnf.x5t#S256`, RFC 8705 §3 — also what
+   * `self_signed_tls_client_auth` clients present).
+   */
+  clientCaFile: string | undefined;
 }
 
 export type SidecarConfigResult = { ok: true; config: SidecarConfig } | { ok: false; errors: string[] };
@@ -207,6 +224,32 @@ export function validateSidecarEnv(
     }
   }
 
+  const tlsCert = get('SIDECAR_TLS_CERT_FILE');
+  const tlsKey = get('SIDECAR_TLS_KEY_FILE');
+  const tlsCa = get('SIDECAR_TLS_CLIENT_CA_FILE');
+  let tls: SidecarTlsConfig | undefined;
+  if (tlsCert !== undefined || tlsKey !== undefined || tlsCa !== undefined) {
+    const read = io.readFile ?? ((p: string) => readFileSync(p, 'utf8'));
+    const readable = (name: string, file: string | undefined, what: string) => {
+      if (file === undefined) {
+        errors.push(`${name} is required when the sidecar terminates TLS: ${what}`);
+        return false;
+      }
+      try {
+        read(file);
+        return true;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        errors.push(`${name} cannot be read (${code ?? 'error'}): ${file}`);
+        return false;
+      }
+    };
+    const certOk = readable('SIDECAR_TLS_CERT_FILE', tlsCert, 'the PEM certificate chain to serve');
+    const keyOk = readable('SIDECAR_TLS_KEY_FILE', tlsKey, 'the PEM private key of that certificate');
+    const caOk = tlsCa === undefined || readable('SIDECAR_TLS_CLIENT_CA_FILE', tlsCa, '');
+    if (certOk && keyOk && caOk) tls = { certFile: tlsCert!, keyFile: tlsKey!, clientCaFile: tlsCa };
+  }
+
   let extAuthzPrefix: string | undefined = get('SIDECAR_EXT_AUTHZ_PREFIX') ?? '/ext-authz';
   if (extAuthzPrefix === 'off') extAuthzPrefix = undefined;
   else if (!/^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*[^/]$/.test(extAuthzPrefix) || extAuthzPrefix.includes('//')) {
@@ -280,6 +323,7 @@ export function validateSidecarEnv(
       publicUrl,
       decryptionKeys,
       decryptionKeysFile,
+      tls,
       upstreamTimeoutMs: upstreamTimeoutMs!,
       bundleRefreshCooldownMs: bundleRefreshCooldownMs!,
       clockToleranceSeconds: clockToleranceSeconds!,

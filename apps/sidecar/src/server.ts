@@ -14,6 +14,7 @@ import type { SidecarConfig } from './config';
 import { watchDecryptionKeys } from './decryption-keys';
 import { callerIdentityHeaders, downstreamResponseHeaders, upstreamRequestHeaders } from './headers';
 import { createSidecarMetrics, type Mode, type SidecarMetrics } from './metrics';
+import { listenerTlsOptions, peerCertificate, watchTlsFiles, type TlsWatch } from './tls';
 
 export interface SidecarDeps {
   logger: Logger;
@@ -103,7 +104,8 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
   });
   const upstreamHost = upstream.host;
   const upstreamBase = upstream.pathname === '/' ? '' : upstream.pathname;
-  const forwardedProto = config.publicUrl?.startsWith('https:') ? 'https' : 'http';
+  const inboundScheme = config.tls ? 'https' : 'http';
+  const forwardedProto = config.publicUrl?.startsWith('https:') || config.tls ? 'https' : 'http';
   const extAuthz = config.extAuthzPrefix;
   let draining = false;
 
@@ -229,6 +231,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
       target,
       headers: req.headers,
       publicUrl,
+      clientCertificate: config.tls ? peerCertificate(req.socket) : undefined,
     });
   }
 
@@ -280,7 +283,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
   ) {
     let decision: Decision;
     try {
-      decision = await check(req, target, publicUrlFor(req, target, 'http', host));
+      decision = await check(req, target, publicUrlFor(req, target, inboundScheme, host));
     } catch (err) {
       failInternally(res, err);
       return;
@@ -448,9 +451,19 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
     proxy(req, res, target, host, expectContinue, started).catch((err: unknown) => failInternally(res, err));
   }
 
-  const server = http.createServer({ keepAliveTimeout: 65_000, headersTimeout: 66_000 }, (req, res) =>
-    handle(req, res, false),
-  );
+  const serverOptions = { keepAliveTimeout: 65_000, headersTimeout: 66_000 };
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => handle(req, res, false);
+  let tlsWatch: TlsWatch | undefined;
+  let server: http.Server;
+  if (config.tls) {
+    // TLS terminated here: client certificates requested for RFC 8705 §3 bound tokens.
+    const httpsServer = https.createServer(
+      { ...serverOptions, ...listenerTlsOptions(config.tls) },
+      onRequest,
+    );
+    tlsWatch = watchTlsFiles(httpsServer, config.tls, log);
+    server = httpsServer;
+  } else server = http.createServer(serverOptions, onRequest);
   // 100-continue is sent only once the token is accepted: a refused client never uploads.
   server.on('checkContinue', (req, res) => handle(req, res, true));
 
@@ -485,6 +498,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
         draining = true;
         clearInterval(retry);
         keySource?.close();
+        tlsWatch?.close();
         const force = setTimeout(() => server.closeAllConnections(), config.shutdownGraceMs);
         force.unref();
         server.close(() => {
