@@ -5,6 +5,7 @@
 import { hkdfSync } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { parseConsoleRoles, type ConsoleRoleMapping } from './console-roles';
 
 export type SigningAlg = 'ES256' | 'RS256' | 'PS256' | 'EdDSA';
 export const SIGNING_ALGS: readonly SigningAlg[] = ['ES256', 'RS256', 'PS256', 'EdDSA'];
@@ -45,6 +46,15 @@ export interface BrokerConfig {
   trustedProxies: string[];
   clientCertHeader: string;
   logLevel: LogLevel;
+  /** Who holds `meridian:admin` / `meridian:compliance` when signing in as a person (console). */
+  consoleRoles: ConsoleRoleMapping;
+  /** How long a console sign-in lasts at most. */
+  consoleSessionSeconds: number;
+  /**
+   * Where the console reaches this broker's own API and token endpoint; undefined: this
+   * process's own listener on loopback.
+   */
+  consoleApiUrl?: string;
 }
 
 export interface ConfigWarning {
@@ -315,6 +325,33 @@ export function validateBrokerEnv(
   const logLevel = (get('LOG_LEVEL') ?? 'info') as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) errors.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
 
+  const consoleRoles = parseConsoleRoles(get('MERIDIAN_CONSOLE_ROLES'));
+  if (!consoleRoles.ok) errors.push(`MERIDIAN_CONSOLE_ROLES ${consoleRoles.message}`);
+  const consoleSessionSeconds = positiveInt(get('MERIDIAN_CONSOLE_SESSION_SECONDS'), 8 * 3600, 300, 86400);
+  if (consoleSessionSeconds === undefined)
+    errors.push('MERIDIAN_CONSOLE_SESSION_SECONDS must be 300-86400 (seconds a console sign-in lasts)');
+  let consoleApiUrl = get('MERIDIAN_CONSOLE_API_URL');
+  if (consoleApiUrl) {
+    let url: URL | undefined;
+    try {
+      url = new URL(consoleApiUrl);
+    } catch {
+      // reported below
+    }
+    if (
+      !url ||
+      (url.protocol !== 'http:' && url.protocol !== 'https:') ||
+      consoleApiUrl.includes('?') ||
+      consoleApiUrl.includes('#') ||
+      url.username ||
+      url.password
+    )
+      errors.push(
+        'MERIDIAN_CONSOLE_API_URL must be an http(s) URL without query or credentials: where the console reaches this broker, e.g. http://127.0.0.1:8080',
+      );
+    else consoleApiUrl = consoleApiUrl.replace(/\/+$/, '');
+  }
+
   const host = get('HOST') ?? '0.0.0.0';
   if (isIP(host) === 0 && host !== 'localhost')
     errors.push('HOST must be an IP address to listen on, e.g. 0.0.0.0');
@@ -348,6 +385,9 @@ export function validateBrokerEnv(
       trustedProxies,
       clientCertHeader,
       logLevel,
+      consoleRoles: consoleRoles.ok ? consoleRoles.mapping : {},
+      consoleSessionSeconds: consoleSessionSeconds!,
+      consoleApiUrl,
     },
   };
 }
