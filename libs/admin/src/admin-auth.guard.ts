@@ -20,6 +20,10 @@ export const RequireScope = (scope: AdminScope) => SetMetadata(SCOPE_KEY, scope)
 export interface AdminPrincipal {
   clientId: string;
   scopes: string[];
+  /** The person the token is about (a console sign-in); absent for a client acting for itself. */
+  sub?: string;
+  /** Who the audit trail names: the person when there is one, else the client. */
+  actor: string;
 }
 
 export class BearerError {
@@ -34,7 +38,9 @@ export class BearerError {
 /**
  * RFC 6750: no or invalid token → 401 `invalid_token`; valid token without the scope → 403
  * `insufficient_scope`. Tokens must be this broker's own, for the admin audience, live
- * (signature, expiry, revocation) — checked with the same code introspection uses.
+ * (signature, expiry, revocation; for a person also their grant) — checked with the same code
+ * introspection uses. A token about a person carries admin scopes only when the role mapping
+ * granted them at sign-in; delegated tokens (`act`, RFC 8693) are never accepted.
  */
 @Injectable()
 export class AdminAuthGuard implements CanActivate {
@@ -59,13 +65,19 @@ export class AdminAuthGuard implements CanActivate {
       throw new UnauthorizedException(
         new BearerError(401, 'invalid_token', 'the token is invalid, expired or revoked'),
       );
+    if (payload.act !== undefined)
+      throw new UnauthorizedException(
+        new BearerError(401, 'invalid_token', 'delegated (exchanged) tokens are not accepted here'),
+      );
     const scopes = typeof payload.scope === 'string' ? payload.scope.split(' ') : [];
     if (!scopes.includes(required)) {
       throw new ForbiddenException(
         new BearerError(403, 'insufficient_scope', `this call needs scope ${required}`, required),
       );
     }
-    req.principal = { clientId: String(payload.client_id), scopes };
+    const clientId = String(payload.client_id);
+    const sub = payload.sub !== clientId ? String(payload.sub) : undefined;
+    req.principal = { clientId, scopes, ...(sub ? { sub } : {}), actor: sub ?? clientId };
     return true;
   }
 }

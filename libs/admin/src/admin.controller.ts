@@ -49,7 +49,7 @@ export class AdminController {
     @Param('id') id: string,
     @Body() dto: RegionDto,
   ) {
-    answer(res, await this.admin.putRegion(req.principal.clientId, id, dto));
+    answer(res, await this.admin.putRegion(req.principal.actor, id, dto));
   }
 
   @Get('resources')
@@ -69,13 +69,13 @@ export class AdminController {
     @Param('id') id: string,
     @Body() dto: ResourceDto,
   ) {
-    answer(res, await this.admin.putResource(req.principal.clientId, id, dto));
+    answer(res, await this.admin.putResource(req.principal.actor, id, dto));
   }
 
   @Delete('resources/:id')
   @HttpCode(204)
   async deleteResource(@Req() req: AuthedRequest, @Param('id') id: string) {
-    await this.admin.deleteResource(req.principal.clientId, id);
+    await this.admin.deleteResource(req.principal.actor, id);
   }
 
   @Get('clients')
@@ -95,13 +95,13 @@ export class AdminController {
     @Param('id') id: string,
     @Body() dto: ClientDto,
   ) {
-    answer(res, await this.admin.putClient(req.principal.clientId, id, dto));
+    answer(res, await this.admin.putClient(req.principal.actor, id, dto));
   }
 
   @Delete('clients/:id')
   @HttpCode(204)
   async deleteClient(@Req() req: AuthedRequest, @Param('id') id: string) {
-    await this.admin.deleteClient(req.principal.clientId, id);
+    await this.admin.deleteClient(req.principal.actor, id);
   }
 
   @Get('keys')
@@ -112,6 +112,6 @@ export class AdminController {
   @Post('keys/rotate')
   @HttpCode(200)
   rotateKeys(@Req() req: AuthedRequest) {
-    return this.admin.rotateKeys(req.principal.clientId);
+    return this.admin.rotateKeys(req.principal.actor);
   }
 }

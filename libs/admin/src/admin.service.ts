@@ -1,7 +1,13 @@
 import { createPublicKey } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import { isLoopbackHost } from '@meridian/config';
-import { ADMIN_AUDIENCE, generateClientSecret, hashClientSecret, splitClientScope } from '@meridian/tokens';
+import {
+  ADMIN_AUDIENCE,
+  CONSOLE_CLIENT_PREFIX,
+  generateClientSecret,
+  hashClientSecret,
+  splitClientScope,
+} from '@meridian/tokens';
 import { ADMIN_DEPS, type AdminDeps } from './admin-deps';
 import { AdminError } from './admin-error';
 import type { ClientDto, RegionDto, ResourceDto } from './dto/admin.dto';
@@ -195,6 +201,11 @@ export class AdminService {
         'ERR_PROTECTED',
         'the bootstrap admin client is managed by MERIDIAN_ADMIN_CLIENT_ID/SECRET',
       );
+    if (clientId.startsWith(CONSOLE_CLIENT_PREFIX))
+      throw new AdminError(
+        'ERR_PROTECTED',
+        'console clients are built in: each broker provisions its own at start',
+      );
     for (const uri of [...dto.redirect_uris, ...(dto.post_logout_redirect_uris ?? [])]) checkRedirectUri(uri);
     const resources = dto.resources ?? [];
     for (const audience of resources) {
@@ -277,6 +288,8 @@ export class AdminService {
   async deleteClient(actor: string, clientId: string): Promise<void> {
     if (clientId === this.deps.adminClientId)
       throw new AdminError('ERR_PROTECTED', 'the bootstrap admin client cannot be deleted');
+    if (clientId.startsWith(CONSOLE_CLIENT_PREFIX))
+      throw new AdminError('ERR_PROTECTED', 'console clients are built in and cannot be deleted');
     const rows = await this.deps.controlDb.query(
       'delete from oidc_client where client_id = $1 returning client_id',
       [clientId],

@@ -45,14 +45,14 @@ export class FederationsController {
     @Param('id') id: string,
     @Body() dto: FederationDto,
   ) {
-    const result = await this.compliance.putFederation(req.principal.clientId, id, dto);
+    const result = await this.compliance.putFederation(req.principal.actor, id, dto);
     res.status(result.created ? 201 : 200).json(result.body);
   }
 
   @Delete(':id')
   @HttpCode(204)
   async delete(@Req() req: AuthedRequest, @Param('id') id: string) {
-    await this.compliance.deleteFederation(req.principal.clientId, id);
+    await this.compliance.deleteFederation(req.principal.actor, id);
   }
 }
 
@@ -83,13 +83,13 @@ export class PoliciesController {
   @ApiBody({ description: 'a residency policy document (CONTRACT.md)' })
   @HttpCode(201)
   put(@Req() req: AuthedRequest, @Param('id') id: string, @Body() body: unknown) {
-    return this.compliance.putPolicy(req.principal.clientId, id, asDocument(body));
+    return this.compliance.putPolicy(req.principal.actor, id, asDocument(body));
   }
 
   @Post(':id/dry-run')
   @HttpCode(200)
   dryRun(@Req() req: AuthedRequest, @Param('id') id: string, @Body() body: unknown) {
-    return this.compliance.dryRunPolicy(req.principal.clientId, id, asDocument(body));
+    return this.compliance.dryRunPolicy(req.principal.actor, id, asDocument(body));
   }
 }
 
@@ -103,12 +103,12 @@ export class PrivacyController {
 
   @Get(':sub')
   export(@Req() req: AuthedRequest, @Param('sub') sub: string) {
-    return this.compliance.exportSubject(req.principal.clientId, sub);
+    return this.compliance.exportSubject(req.principal.actor, sub);
   }
 
   @Delete(':sub')
   erase(@Req() req: AuthedRequest, @Param('sub') sub: string) {
-    return this.compliance.eraseSubject(req.principal.clientId, sub);
+    return this.compliance.eraseSubject(req.principal.actor, sub);
   }
 }
 
@@ -126,6 +126,7 @@ export class AuditController {
       subject: typeof q.subject === 'string' ? q.subject : undefined,
       type: typeof q.type === 'string' ? q.type : undefined,
       since: typeof q.since === 'string' ? q.since : undefined,
+      until: typeof q.until === 'string' ? q.until : undefined,
       limit: typeof q.limit === 'string' ? q.limit : undefined,
     });
   }

@@ -12,6 +12,7 @@ import { ADMIN_DEPS, type AdminDeps } from './admin-deps';
 import { AdminError } from './admin-error';
 import type { Upserted } from './admin.service';
 import type { FederationDto } from './dto/federation.dto';
+import { documentChanges, jurisdictionChanges } from './policy-diff';
 
 const ID = /^[A-Za-z0-9._~-]{1,64}$/;
 
@@ -197,7 +198,11 @@ export class ComplianceService {
     };
   }
 
-  /** What saving `document` as policy `id` would do to the subjects stored in this region. */
+  /**
+   * What saving `document` as policy `id` would do: the validation result (400 with `errors` when
+   * invalid), the field changes against the current version, the jurisdictions whose decision
+   * changes, and the subjects stored in this region it would move or strip of released claims.
+   */
   async dryRunPolicy(actor: string, id: string, document: unknown) {
     const knownRegions = await this.knownRegions();
     const current = await this.deps.policies.current();
@@ -232,14 +237,35 @@ export class ComplianceService {
       others,
       this.deps.region,
     );
+    const { id: _id, version: _version, ...candidateDocument } = candidate;
+    const currentDocument = existing ? (({ id: _i, version: _v, ...doc }) => doc)(existing) : undefined;
+    const jurisdictions = jurisdictionChanges(
+      candidate,
+      existing,
+      others,
+      subjects.map((s) => s.jurisdiction),
+    );
     await this.deps.audit.record({
       actor,
       action: 'policy.dry-run',
       targetType: 'residency_policy',
       targetId: id,
-      detail: { ...report, byJurisdiction: undefined },
+      detail: {
+        ...report,
+        byJurisdiction: undefined,
+        jurisdictions: jurisdictions.map((j) => j.jurisdiction),
+      },
     });
-    return report;
+    return {
+      ...report,
+      valid: true,
+      policy: id,
+      currentVersion: existing?.version ?? null,
+      candidateVersion: candidate.version,
+      document: candidateDocument,
+      changes: documentChanges(currentDocument ?? {}, candidateDocument),
+      jurisdictions,
+    };
   }
 
   private async knownRegions(): Promise<string[]> {
@@ -276,7 +302,7 @@ export class ComplianceService {
   }
 
   // ---- audit trail (scope meridian:compliance)
-  async auditEvents(q: { subject?: string; type?: string; since?: string; limit?: string }) {
+  async auditEvents(q: { subject?: string; type?: string; since?: string; until?: string; limit?: string }) {
     const where: string[] = [];
     const params: unknown[] = [];
     if (q.subject) {
@@ -293,6 +319,13 @@ export class ComplianceService {
         throw new AdminError('ERR_INVALID_BODY', 'since must be an ISO 8601 date-time');
       params.push(since);
       where.push(`at >= $${params.length}`);
+    }
+    if (q.until) {
+      const until = new Date(q.until);
+      if (Number.isNaN(until.getTime()))
+        throw new AdminError('ERR_INVALID_BODY', 'until must be an ISO 8601 date-time');
+      params.push(until);
+      where.push(`at < $${params.length}`);
     }
     const limit = q.limit === undefined ? 500 : Number(q.limit);
     if (!Number.isInteger(limit) || limit < 1 || limit > 5000)

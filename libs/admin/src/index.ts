@@ -8,3 +8,4 @@ export * from './dto/admin.dto';
 export * from './compliance.service';
 export * from './compliance.controller';
 export * from './dto/federation.dto';
+export * from './policy-diff';

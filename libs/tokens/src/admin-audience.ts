@@ -2,3 +2,10 @@
 export const ADMIN_AUDIENCE = 'urn:meridian:admin';
 export const ADMIN_SCOPES = ['meridian:admin', 'meridian:compliance'] as const;
 export type AdminScope = (typeof ADMIN_SCOPES)[number];
+
+/**
+ * The console of a region's broker: a built-in client of that broker, provisioned at start
+ * (never through the admin API), whose people get admin scopes only by the role mapping.
+ */
+export const CONSOLE_CLIENT_PREFIX = 'meridian-console-';
+export const consoleClientId = (region: string) => `${CONSOLE_CLIENT_PREFIX}${region}`;
