@@ -88,6 +88,8 @@ export async function startBroker(
   app.use(['/admin', '/compliance', '/privacy', '/audit'], refuseNonJsonBodies);
   app.use(express.json({ limit: '64kb', strict: true, type: ['application/json', 'application/*+json'] }));
   app.use('/interaction', express.urlencoded({ extended: false, limit: '8kb', parameterLimit: 20 }));
+  // The console's forms (a policy document is the largest).
+  app.use('/console', express.urlencoded({ extended: false, limit: '128kb', parameterLimit: 100 }));
   app.use(refusePrototypeKeys);
   app.useGlobalPipes(
     new ValidationPipe({
@@ -149,6 +151,14 @@ export async function startBroker(
   });
   const address = server.address() as AddressInfo;
   const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  // The console calls this broker's API on its own listener (a wildcard address is reached on loopback).
+  const loopback =
+    address.address === '0.0.0.0'
+      ? '127.0.0.1'
+      : address.address === '::'
+        ? '[::1]'
+        : url.slice(7, url.lastIndexOf(':'));
+  state.localUrl = `http://${loopback}:${address.port}${new URL(config.issuer).pathname.replace(/\/+$/, '')}`;
   logger.info({ issuer: config.issuer, port: address.port }, 'broker listening');
 
   // RFC 8705: an optional HTTPS listener that asks for client certificates (verified against

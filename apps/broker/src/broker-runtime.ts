@@ -28,6 +28,7 @@ import {
   installTokenStatus,
   registerTokenExchange,
   accountFinder,
+  consoleClientId,
   splitClientScope,
 } from '@meridian/tokens';
 import { AuditLog } from '@meridian/audit';
@@ -45,6 +46,7 @@ import {
   peerClientId,
 } from '@meridian/federation';
 import type { BrokerMetrics } from '@meridian/observability';
+import { adminRolesFor } from '@meridian/console';
 
 import { PeerErasure } from './peer-erasure';
 
@@ -119,6 +121,10 @@ export class BrokerRuntime {
       ),
       audit: this.audit,
       logger: this.logger.child({ component: 'login' }),
+      adminRoles: {
+        audience: ADMIN_AUDIENCE,
+        of: (principal) => adminRolesFor(config.consoleRoles, principal),
+      },
     });
     this.retention = new RetentionJob(regionDb, this.subjects, this.policies, this.audit);
     this.peerErasure = new PeerErasure({
@@ -165,6 +171,34 @@ export class BrokerRuntime {
       allowed_scopes: 'openid email profile address phone',
       resources: [],
       meridian_region: this.config.region,
+    };
+    await this.controlDb.query(
+      `insert into oidc_client (client_id, metadata) values ($1, $2)
+       on conflict (client_id) do update set metadata = excluded.metadata, updated_at = now()`,
+      [clientId, metadata],
+    );
+    this.clients.invalidate(clientId);
+  }
+
+  /**
+   * The console of this region: a built-in client of this broker, provisioned at every start
+   * (and at every key reload, like the peer client: private_key_jwt with the region's keys). It
+   * may ask for the admin audience; a person gets its scopes only by the role mapping.
+   */
+  private async upsertConsoleClient(): Promise<void> {
+    const clientId = consoleClientId(this.config.region);
+    const metadata = {
+      client_id: clientId,
+      client_name: `Meridian console of region ${this.config.region}`,
+      redirect_uris: [`${this.config.issuer}/console/callback`],
+      post_logout_redirect_uris: [`${this.config.issuer}/console/signed-out`],
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'private_key_jwt',
+      token_endpoint_auth_signing_alg: this.config.signingAlg,
+      jwks: { keys: this.keySet.published.map((k) => k.publicJwk) },
+      ...splitClientScope(['openid', 'offline_access', ...ADMIN_SCOPES].join(' ')),
+      resources: [ADMIN_AUDIENCE],
     };
     await this.controlDb.query(
       `insert into oidc_client (client_id, metadata) values ($1, $2)
@@ -249,6 +283,7 @@ export class BrokerRuntime {
     }
     await this.upsertAdminClient();
     await this.upsertPeerClient();
+    await this.upsertConsoleClient();
     this.rebuildProvider();
     if (config.retentionIntervalSeconds > 0) {
       this.retentionTimer = setInterval(() => {
@@ -408,6 +443,7 @@ export class BrokerRuntime {
     this.rebuildProvider();
     await this.keyStore.publishToControlPlane();
     await this.upsertPeerClient();
+    await this.upsertConsoleClient();
     this.logger.info({ kid: next.current.kid }, 'signing keys reloaded');
     return true;
   }

@@ -6,4 +6,6 @@ export const BROKER_RUNTIME = Symbol('BROKER_RUNTIME');
 export interface BrokerState {
   runtime: BrokerRuntime;
   shuttingDown: boolean;
+  /** This process's own listener (`http://127.0.0.1:<port>`), once it listens: the console's API base. */
+  localUrl?: string;
 }

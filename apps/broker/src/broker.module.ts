@@ -2,6 +2,8 @@ import { Module, type DynamicModule } from '@nestjs/common';
 import { TerminusModule } from '@nestjs/terminus';
 import { BrokerConfigModule } from '@meridian/config';
 import { AdminModule } from '@meridian/admin';
+import { ConsoleModule } from '@meridian/console';
+import { consoleClientId } from '@meridian/tokens';
 import { BROKER_RUNTIME, type BrokerState } from './broker-state';
 import { InteractionController } from './interaction.controller';
 import { OpsController } from './ops.controller';
@@ -44,6 +46,19 @@ export class BrokerModule {
           notifyErasure: async (sub) => {
             await runtime.peerErasure.notify(sub);
           },
+        }),
+        ConsoleModule.register({
+          region: runtime.config.region,
+          issuer: runtime.config.issuer,
+          clientId: consoleClientId(runtime.config.region),
+          signingAlg: runtime.config.signingAlg,
+          signingJwk: () => runtime.keys.current.privateJwk,
+          apiBase: () => runtime.config.consoleApiUrl ?? state.localUrl ?? runtime.config.issuer,
+          kek: runtime.config.kek,
+          regionDb: runtime.regionDb,
+          sessionSeconds: runtime.config.consoleSessionSeconds,
+          timeoutMs: runtime.config.upstreamTimeoutMs,
+          logger: runtime.logger.child({ component: 'console' }),
         }),
       ],
       controllers: [OpsController, InteractionController, PeerController],

@@ -20,6 +20,7 @@ const NEST_PREFIXES = [
   '/.well-known/meridian',
   '/interaction',
   '/federation',
+  '/console',
 ];
 const QUIET = new Set(['/healthz', '/readyz', '/metrics']);
 const OP_ROUTES: Record<string, string> = {

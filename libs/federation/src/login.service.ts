@@ -56,6 +56,24 @@ export interface LoginDeps {
   logoutStateKey: Buffer;
   audit: AuditLog;
   logger: Logger;
+  /**
+   * The admin API's audience, and which of its scopes (`meridian:admin`, `meridian:compliance`)
+   * a person holds, from what their sign-in showed (MERIDIAN_CONSOLE_ROLES). A person gets that
+   * audience's scopes only through this.
+   */
+  adminRoles: { audience: string; of: (principal: AdminRolePrincipal) => readonly string[] };
+}
+
+export interface AdminRolePrincipal {
+  sub: string;
+  federationId?: string;
+  claims?: Record<string, unknown>;
+}
+
+/** What a login hands to the consent step of the same authorization request. */
+interface MeridianLoginResult {
+  login?: { accountId?: string };
+  meridian?: { adminRoles?: unknown };
 }
 
 export type LoginAnswer =
@@ -300,6 +318,7 @@ export class LoginService {
     });
     return this.finish(uid, {
       login: { accountId: sub, amr: ['fed'], acr: `urn:meridian:federation:${fed.kind}` },
+      meridian: { adminRoles: this.adminRolesOf({ sub, federationId: fed.id, claims: merged }) },
     });
   }
 
@@ -342,7 +361,10 @@ export class LoginService {
       releasedClaims: released,
       federationId,
     });
-    return this.finish(uid, { login: { accountId: sub, amr: ['fed'] } });
+    return this.finish(uid, {
+      login: { accountId: sub, amr: ['fed'] },
+      meridian: { adminRoles: this.adminRolesOf({ sub, federationId, claims }) },
+    });
   }
 
   /** All clients registered through the admin API are first-party: no consent page. */
@@ -358,8 +380,27 @@ export class LoginService {
     };
     if (missing.missingOIDCScope?.length) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
     if (missing.missingOIDCClaims?.length) grant.addOIDCClaims(missing.missingOIDCClaims);
-    for (const [resource, scopes] of Object.entries(missing.missingResourceScopes ?? {}))
-      grant.addResourceScope(resource, scopes.join(' '));
+    for (const [resource, scopes] of Object.entries(missing.missingResourceScopes ?? {})) {
+      if (resource !== this.deps.adminRoles.audience) {
+        grant.addResourceScope(resource, scopes.join(' '));
+        continue;
+      }
+      // The admin API's scopes go to a person only by the role mapping; the rest is rejected
+      // (recorded as decided, so the request does not ask again) and the token lacks them.
+      const roles = this.adminRolesAtConsent(details, accountId);
+      const held = scopes.filter((s) => roles.includes(s));
+      const refused = scopes.filter((s) => !roles.includes(s));
+      if (held.length) grant.addResourceScope(resource, held.join(' '));
+      if (refused.length) grant.rejectResourceScope(resource, refused.join(' '));
+      await this.deps.audit.record({
+        actor: 'system',
+        action: held.length ? 'admin.scope.granted' : 'admin.scope.refused',
+        targetType: 'subject',
+        targetId: accountId,
+        outcome: held.length ? 'success' : 'refused',
+        detail: { client: String(details.params.client_id), granted: held, refused },
+      });
+    }
     const grantId = await grant.save();
     const location = await provider.interactionResult(
       req,
@@ -368,6 +409,22 @@ export class LoginService {
       { mergeWithLastSubmission: true },
     );
     return { kind: 'redirect', location };
+  }
+
+  private adminRolesOf(principal: AdminRolePrincipal): string[] {
+    return [...this.deps.adminRoles.of(principal)];
+  }
+
+  /**
+   * Roles from the login of this same authorization request (it saw the identity provider's
+   * claims); without one (an existing session), only what the `sub` alone earns.
+   */
+  private adminRolesAtConsent(details: Details, accountId: string): string[] {
+    const last = (details as Details & { lastSubmission?: MeridianLoginResult }).lastSubmission;
+    const roles = last?.meridian?.adminRoles;
+    if (last?.login?.accountId === accountId && Array.isArray(roles))
+      return roles.filter((r): r is string => typeof r === 'string');
+    return this.adminRolesOf({ sub: accountId });
   }
 
   private async chooser(uid: string, message?: string, email?: string): Promise<LoginAnswer> {

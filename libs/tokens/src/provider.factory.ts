@@ -13,6 +13,7 @@ import { accessTokenTtl, clientResidency, isResidency, type Residency } from './
 import type { JsonWebKeyForEncryption, ResourceCatalog } from './resource-catalog';
 import { ACT, type ExchangedToken } from './token-exchange';
 import { presentedCertificate, subjectDnMatches } from './mtls';
+import { ADMIN_AUDIENCE } from './admin-audience';
 
 const ASYMMETRIC_ALGS = ['ES256', 'RS256', 'PS256', 'EdDSA'];
 
@@ -313,6 +314,18 @@ export function buildProvider(deps: ProviderDeps): Provider {
       ClientCredentials: (_ctx, token) => accessTokenTtl(token.resourceServer?.accessTokenTTL),
     },
     findAccount: accountFinder(deps.account),
+    // A person's admin-audience scopes are decided by the role mapping at consent, every time: a
+    // grant from an earlier sign-in is not reused for a client that may ask for the admin
+    // audience, so a role taken away (or a group left upstream) counts at the next sign-in.
+    async loadExistingGrant(ctx) {
+      const client = ctx.oidc.client!;
+      const grantId =
+        ctx.oidc.result?.consent?.grantId ??
+        (clientResources(client).includes(ADMIN_AUDIENCE)
+          ? undefined
+          : ctx.oidc.session?.grantIdFor(client.clientId));
+      return grantId ? ctx.oidc.provider.Grant.find(grantId) : undefined;
+    },
     subjectTypes: ['public', 'pairwise'],
     // OIDC Core §8.1: the same person, a different stable `sub` per sector (client host).
     async pairwiseIdentifier(_ctx, accountId, client) {

@@ -11,6 +11,7 @@ import type { RegionDatabase } from '@meridian/persistence';
 import type { AccessTokenStatus } from './access-token-status';
 import { accessTokenTtl } from './claims';
 import type { ResourceCatalog } from './resource-catalog';
+import { ADMIN_AUDIENCE } from './admin-audience';
 
 /** Where an exchanged token carries its `act` chain until the JWT customizer writes it. */
 export const ACT = Symbol('meridian.act');
@@ -77,6 +78,9 @@ export function registerTokenExchange(provider: Provider, deps: ExchangeDeps): v
         throw new errors.InvalidTarget(
           'resource (or audience) is required: the one downstream service the token is for',
         );
+      // A person's admin scopes come only from the role mapping at sign-in, never by exchange.
+      if (target === ADMIN_AUDIENCE)
+        throw new errors.InvalidTarget(`${ADMIN_AUDIENCE} cannot be the target of a token exchange`);
       if (!(client.resources ?? []).includes(target))
         throw new errors.InvalidTarget(`client is not permitted to request resource ${target}`);
       const resource = await deps.resources.byAudience(target);
