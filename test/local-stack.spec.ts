@@ -8,6 +8,13 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT, adminToken, runBrokerProcess, waitReady, brokerEnv } from './support/broker';
+import {
+  accessibilityViolations,
+  launchChromium,
+  newContext,
+  screenshot,
+  watchPage,
+} from './support/chromium';
 import { freePort } from './support/ports';
 
 const dirs: string[] = [];
@@ -36,9 +43,12 @@ function postmasterRunning(pgDir: string): boolean {
 }
 
 describe('npm start — the local multi-region stack', () => {
-  it('runs eu and us on one embedded PostgreSQL, prints URLs and admin credentials, and stops cleanly on Ctrl-C', async () => {
+  it('brings up brokers, demo IdPs, app, services and sidecars; the demo logins work in Chromium; Ctrl-C stops everything', async () => {
     const dataDir = tempDir();
     const [euPort, usPort] = [await freePort(), await freePort()];
+    // Demo ports: base, base+1, base+2 (IdPs), +100 (app), +201/+202 (sidecars), +211/+212 (services).
+    const demoBase = 20_000 + Math.floor(Math.random() * 30_000);
+    const startedAt = Date.now();
     const child = spawn(process.execPath, [join(REPO_ROOT, 'scripts/dev-stack.mjs')], {
       cwd: REPO_ROOT,
       env: {
@@ -46,6 +56,7 @@ describe('npm start — the local multi-region stack', () => {
         MERIDIAN_DATA_DIR: dataDir,
         MERIDIAN_EU_PORT: String(euPort),
         MERIDIAN_US_PORT: String(usPort),
+        MERIDIAN_DEMO_PORT_BASE: String(demoBase),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -53,14 +64,22 @@ describe('npm start — the local multi-region stack', () => {
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    const browser = await launchChromium();
     try {
-      const deadline = Date.now() + 90_000;
+      const deadline = Date.now() + 120_000;
       while (!out.includes('Ctrl-C stops everything') && Date.now() < deadline && child.exitCode === null) {
         await new Promise((r) => setTimeout(r, 200));
       }
-      expect(out).toContain('Ctrl-C stops everything');
+      expect(out, out).toContain('Ctrl-C stops everything');
+      const readyMs = Date.now() - startedAt;
+      // The issue's bar: everything up within two minutes on this machine.
+      expect(readyMs).toBeLessThan(120_000);
+      console.log(`npm start: ready in ${(readyMs / 1000).toFixed(1)} s`);
+      const appUrl = `http://127.0.0.1:${demoBase + 100}`;
+      expect(out).toContain(`Open first:  ${appUrl}/`);
       expect(out).toContain(`http://127.0.0.1:${euPort}`);
       expect(out).toContain(`http://127.0.0.1:${usPort}`);
+      expect(out).toMatch(/anna\s+anna-demo/);
       const secret = /client_secret: (\S+)/.exec(out)?.[1];
       expect(secret).toBeTruthy();
 
@@ -70,28 +89,93 @@ describe('npm start — the local multi-region stack', () => {
         regions: { region: string }[];
       };
       expect(bundle.regions.map((r) => r.region).sort()).toEqual(['eu', 'us']);
-      // The printed admin credentials work at both regions.
+      // The printed admin credentials work at both regions, and the demo was configured
+      // through the admin API (federations visible there).
       for (const port of [euPort, usPort]) {
         const url = `http://127.0.0.1:${port}`;
-        await expect(
-          adminToken({
-            url,
-            issuer: url,
-            env: {},
-            adminClientId: 'meridian-admin',
-            adminClientSecret: secret!,
-            output: () => '',
-            stop: async () => {},
-          }),
-        ).resolves.toEqual(expect.any(String));
+        const token = await adminToken({
+          url,
+          issuer: url,
+          env: {},
+          adminClientId: 'meridian-admin',
+          adminClientSecret: secret!,
+          output: () => '',
+          stop: async () => {},
+        });
+        const feds = (await (
+          await fetch(`${url}/admin/federations`, { headers: { authorization: `Bearer ${token}` } })
+        ).json()) as { id: string }[];
+        expect(feds.map((f) => f.id).sort()).toEqual(['de-eid', 'global-id', 'us-login']);
       }
       expect(postmasterRunning(join(dataDir, 'pg'))).toBe(true);
+
+      // --- Anna (German eID, jurisdiction DE) at the us app: handed to eu, data stays there.
+      const anna = await newContext(browser);
+      const page = await anna.newPage();
+      const seen = watchPage(page);
+      await page.goto(`${appUrl}/`);
+      await page.getByRole('link', { name: 'Sign in with Meridian' }).click();
+      expect(new URL(page.url()).port).toBe(String(usPort));
+      await page.getByRole('link', { name: /German eID/ }).click();
+      await page.getByLabel('Username').fill('anna');
+      await page.getByLabel('Password').fill('anna-demo');
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.waitForURL(`${appUrl}/`);
+      const text = await page.locator('main').innerText();
+      expect(text).toContain('"region": "eu"');
+      expect(text).toContain('"jurisdiction": "DE"');
+      expect(text).toContain('eu-gdpr@');
+      // The eu policy releases only sub + residency towards us: no email, no name at the us app.
+      expect(text).not.toContain('anna@example.de');
+      expect(text).not.toContain('Anna Schmidt');
+      // orders-us (region us) refuses: Anna's data may be processed in eu only.
+      expect(text).toMatch(/orders-us[\s\S]*403 refused[\s\S]*ERR_RESIDENCY_PROCESSING/);
+      expect(text).toMatch(/orders-eu[\s\S]*200 allowed[\s\S]*x-meridian-sub/);
+      expect(seen.cspViolations).toEqual([]);
+      expect(seen.errors).toEqual([]);
+      const violations = await accessibilityViolations(page);
+      expect(violations, JSON.stringify(violations)).toEqual([]);
+      await screenshot(page, 'demo-app-anna-handoff');
+
+      // --- Bob by email (home-realm discovery → US Login): a us person, released in full at us.
+      const bob = await newContext(browser);
+      const bobPage = await bob.newPage();
+      await bobPage.goto(`${appUrl}/login`);
+      if (!(await bobPage.getByLabel(/Email/).count()))
+        throw new Error(`not the chooser: ${bobPage.url()}\n${await bobPage.locator('body').innerText()}`);
+      await bobPage.getByLabel(/Email/).fill('bob@example.us');
+      await bobPage.getByRole('button', { name: 'Continue' }).click();
+      await bobPage.getByLabel('Username').fill('bob');
+      await bobPage.getByLabel('Password').fill('bob-demo');
+      await bobPage.getByRole('button', { name: 'Sign in' }).click();
+      await bobPage.waitForURL(`${appUrl}/`);
+      const bobText = await bobPage.locator('main').innerText();
+      expect(bobText).toContain('bob@example.us');
+      expect(bobText).toContain('"region": "us"');
+      expect(bobText).toMatch(/orders-us[\s\S]*200 allowed/);
+      expect(bobText).toMatch(/orders-eu[\s\S]*200 allowed/);
+      await screenshot(bobPage, 'demo-app-bob');
+
+      // --- Kenji (Global ID, country JP): no policy covers JP — refused, never guessed.
+      const kenji = await newContext(browser);
+      const kenjiPage = await kenji.newPage();
+      await kenjiPage.goto(`${appUrl}/login`);
+      await kenjiPage.getByRole('link', { name: /Global ID/ }).click();
+      await kenjiPage.getByLabel('Username').fill('kenji');
+      await kenjiPage.getByLabel('Password').fill('kenji-demo');
+      await kenjiPage.getByRole('button', { name: 'Sign in' }).click();
+      await kenjiPage.waitForLoadState();
+      const kenjiText = await kenjiPage.locator('body').innerText();
+      expect(kenjiText).not.toContain('Signed in');
+      expect(kenjiText).toMatch(/JP|jurisdiction/i);
+      await screenshot(kenjiPage, 'demo-refused-unknown-jurisdiction');
     } finally {
+      await browser.close();
       child.kill('SIGINT');
     }
     expect(await exited).toBe(0);
     expect(postmasterRunning(join(dataDir, 'pg'))).toBe(false);
-  });
+  }, 240_000);
 
   it('refuses with a clear message when a port is taken', async () => {
     const dataDir = tempDir();
