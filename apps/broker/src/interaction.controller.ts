@@ -1,7 +1,14 @@
 import { Body, Controller, Get, Header, Inject, Param, Post, Req, Res } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
-import { LOGIN_CSP, LOGIN_CSS, type LoginAnswer } from '@meridian/federation';
+import {
+  LOGIN_CSP,
+  LOGIN_CSS,
+  negotiateLanguage,
+  pageHeaders,
+  renderPage,
+  type LoginAnswer,
+} from '@meridian/federation';
 import { BROKER_RUNTIME, type BrokerState } from './broker-state';
 
 /** The login pages and the upstream callback: each route is one call of the login use case. */
@@ -23,38 +30,42 @@ export class InteractionController {
 
   @Get('interaction/:uid')
   async start(@Req() req: Request, @Res() res: Response) {
-    send(res, await this.login.start(req, res));
+    send(req, res, await this.login.start(req, res));
   }
 
   @Get('interaction/:uid/federation/:federation')
   async choose(@Req() req: Request, @Res() res: Response, @Param('federation') federation: string) {
-    send(res, await this.login.choose(req, res, federation));
+    send(req, res, await this.login.choose(req, res, federation));
   }
 
   @Post('interaction/:uid/home-realm')
   async homeRealm(@Req() req: Request, @Res() res: Response, @Body() body: Record<string, unknown>) {
-    send(res, await this.login.homeRealm(req, res, body?.email));
+    send(req, res, await this.login.homeRealm(req, res, body?.email));
   }
 
   @Post('interaction/:uid/cancel')
   async cancel(@Req() req: Request, @Res() res: Response) {
-    send(res, await this.login.cancel(req, res));
+    send(req, res, await this.login.cancel(req, res));
   }
 
   @Get('federation/logged-out')
   loggedOut(@Req() req: Request, @Res() res: Response) {
     const q = req.originalUrl.indexOf('?');
-    send(res, this.login.loggedOut(new URLSearchParams(q === -1 ? '' : req.originalUrl.slice(q + 1))));
+    send(req, res, this.login.loggedOut(new URLSearchParams(q === -1 ? '' : req.originalUrl.slice(q + 1))));
   }
 
   @Get('federation/callback')
   async callback(@Req() req: Request, @Res() res: Response) {
     const q = req.originalUrl.indexOf('?');
-    send(res, await this.login.callback(new URLSearchParams(q === -1 ? '' : req.originalUrl.slice(q + 1))));
+    send(
+      req,
+      res,
+      await this.login.callback(new URLSearchParams(q === -1 ? '' : req.originalUrl.slice(q + 1))),
+    );
   }
 }
 
-function send(res: Response, answer: LoginAnswer): void {
+function send(req: Request, res: Response, answer: LoginAnswer): void {
   res.setHeader('Content-Security-Policy', LOGIN_CSP);
   res.setHeader('Cache-Control', 'no-store');
   res.setHeader('Referrer-Policy', 'no-referrer');
@@ -63,5 +74,12 @@ function send(res: Response, answer: LoginAnswer): void {
     res.redirect(303, answer.location);
     return;
   }
-  res.status(answer.status).type('html').send(answer.html);
+  if (answer.kind === 'page') {
+    res.status(answer.status).type('html').send(answer.html);
+    return;
+  }
+  // RFC 9110 §12.5.4: the page's language follows Accept-Language, so caches must key on it.
+  const lang = negotiateLanguage(req.headers['accept-language']);
+  res.set(pageHeaders(lang)).vary('Accept-Language');
+  res.status(answer.status).type('html').send(renderPage(answer.view, lang));
 }

@@ -22,7 +22,8 @@ import { FederationError, type FederationConfig } from './federation.types';
 import type { FederationRepository } from './federation.repository';
 import { federationForEmail } from './home-realm';
 import { LoginTransactionStore } from './login-transaction.store';
-import { chooserPage, errorPage } from './pages';
+import type { ChooserNotice } from './i18n';
+import type { ChooserFederation, PageView } from './pages';
 import type { PolicyRepository } from './policy.repository';
 import type { ResidencyClaim, SubjectStore } from './subject.store';
 import type { UpstreamClient, UpstreamTarget } from './upstream.client';
@@ -76,8 +77,11 @@ interface MeridianLoginResult {
   meridian?: { adminRoles?: unknown };
 }
 
+/** `view`: a page of the login, rendered by the controller in the person's language. */
 export type LoginAnswer =
-  { kind: 'redirect'; location: string } | { kind: 'page'; status: number; html: string };
+  | { kind: 'redirect'; location: string }
+  | { kind: 'page'; status: number; html: string }
+  | { kind: 'view'; status: number; view: PageView };
 
 type Req = IncomingMessage;
 type Res = ServerResponse;
@@ -140,11 +144,7 @@ export class LoginService {
         : undefined;
     // The same answer whether or not anyone with this address ever signed in: nothing is looked up.
     if (!fed) {
-      return this.chooser(
-        details.uid,
-        'No identity provider is configured for that email domain. Choose one from the list.',
-        String(email ?? ''),
-      );
+      return this.chooser(details.uid, 'unknown-email-domain', String(email ?? ''));
     }
     return this.startFederation(details.uid, fed.id, await this.peerRegionOf(details));
   }
@@ -427,14 +427,25 @@ export class LoginService {
     return this.adminRolesOf({ sub: accountId });
   }
 
-  private async chooser(uid: string, message?: string, email?: string): Promise<LoginAnswer> {
+  private async chooser(uid: string, notice?: ChooserNotice, email?: string): Promise<LoginAnswer> {
+    const policies = await this.deps.policies.current();
     const federations = (await this.deps.federations.list())
       .filter((f) => f.enabled)
-      .map((f) => ({ id: f.id, displayName: f.displayName }));
+      .map((f): ChooserFederation => {
+        // A national or regional provider's people live in one region, known before the login:
+        // the chooser says when picking it continues at another region's broker (the hand-off).
+        const d = f.kind === 'global' ? undefined : decide(f, {}, policies);
+        const home = d?.ok ? d.decision.homeRegion : undefined;
+        return {
+          id: f.id,
+          displayName: f.displayName,
+          ...(home && home !== this.deps.region ? { continuesAt: home } : {}),
+        };
+      });
     return {
-      kind: 'page',
+      kind: 'view',
       status: 200,
-      html: chooserPage({ uid, region: this.deps.region, federations, message, email }),
+      view: { page: 'chooser', uid, region: this.deps.region, federations, notice, email },
     };
   }
 
@@ -585,15 +596,7 @@ export class LoginService {
   }
 
   private expired(): LoginAnswer {
-    return {
-      kind: 'page',
-      status: 400,
-      html: errorPage({
-        title: 'Sign-in expired',
-        message: 'This sign-in has expired or was already completed.',
-        region: this.deps.region,
-      }),
-    };
+    return { kind: 'view', status: 400, view: { page: 'error', kind: 'expired', region: this.deps.region } };
   }
 
   /**
@@ -636,13 +639,9 @@ export class LoginService {
     const to = this.openLogoutState(query.get('state'));
     if (!to) {
       return {
-        kind: 'page',
+        kind: 'view',
         status: 400,
-        html: errorPage({
-          title: 'Signed out',
-          message: 'You are signed out. This link has expired or is not valid.',
-          region: this.deps.region,
-        }),
+        view: { page: 'error', kind: 'signed-out-link-invalid', region: this.deps.region },
       };
     }
     return { kind: 'redirect', location: to };
