@@ -13,6 +13,15 @@ import { accessTokenTtl, clientResidency, isResidency, type Residency } from './
 import type { JsonWebKeyForEncryption, ResourceCatalog } from './resource-catalog';
 import { ACT, type ExchangedToken } from './token-exchange';
 import { presentedCertificate, subjectDnMatches } from './mtls';
+import {
+  handOffFrom,
+  loggedOutPage,
+  logoutPage,
+  negotiateLanguage,
+  pageHeaders,
+  providerErrorPage,
+  type Lang,
+} from '@meridian/federation';
 import { ADMIN_AUDIENCE } from './admin-audience';
 
 const ASYMMETRIC_ALGS = ['ES256', 'RS256', 'PS256', 'EdDSA'];
@@ -124,6 +133,14 @@ function encryptionFor(jwk: JsonWebKeyForEncryption): {
     encryptionKeys.set(cacheKey, key);
   }
   return { alg: jwk.alg, enc: jwk.enc ?? 'A256GCM', key, kid: jwk.kid };
+}
+
+/** The language of a page oidc-provider renders, and the headers every page sends. */
+function pageLanguage(ctx: KoaContextWithOIDC): Lang {
+  const lang = negotiateLanguage(ctx.get('accept-language'));
+  ctx.set(pageHeaders(lang));
+  ctx.vary('Accept-Language');
+  return lang;
 }
 
 export function buildProvider(deps: ProviderDeps): Provider {
@@ -256,14 +273,22 @@ export function buildProvider(deps: ProviderDeps): Provider {
       userinfo: { enabled: true },
       rpInitiatedLogout: {
         enabled: true,
-        // No external fonts, no script: the same rules as the login pages.
+        // No external fonts, no script: the same pages, headers and languages as the login's.
+        // At a home broker, a peer's logout request says the person was handed off to it.
         logoutSource(ctx, form) {
+          const lang = pageLanguage(ctx);
           ctx.type = 'html';
-          ctx.set(
-            'content-security-policy',
-            "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-          );
-          ctx.body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Sign out</title></head><body><main><h1>Sign out?</h1>${form}<button type="submit" form="op.logoutForm" name="logout" value="yes" autofocus>Yes, sign me out</button> <button type="submit" form="op.logoutForm">No, stay signed in</button><p>Region ${deps.region}</p></main></body></html>`;
+          ctx.body = logoutPage({
+            lang,
+            region: deps.region,
+            form,
+            handOff: handOffFrom(ctx.oidc?.client, deps.region),
+          });
+        },
+        postLogoutSuccessSource(ctx) {
+          const lang = pageLanguage(ctx);
+          ctx.type = 'html';
+          ctx.body = loggedOutPage({ lang, region: deps.region });
         },
       },
       resourceIndicators: {
@@ -368,11 +393,18 @@ export function buildProvider(deps: ProviderDeps): Provider {
     interactions: {
       url: (_ctx, interaction) => deps.interactionPath(interaction.uid),
     },
-    // Errors rendered for a person (bad redirect_uri etc.): no stack, no upstream text.
+    // Errors rendered for a person (bad redirect_uri etc.): no stack, no upstream text. A peer
+    // broker's request that fails here is a hand-off, and the page says so.
     async renderError(ctx, out) {
+      const lang = pageLanguage(ctx);
       ctx.type = 'html';
-      const esc = (s: unknown) => String(s ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-      ctx.body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign-in error</title></head><body><main><h1>Sign-in could not continue</h1><p><strong>${esc(out.error)}</strong>: ${esc(out.error_description)}</p></main></body></html>`;
+      ctx.body = providerErrorPage({
+        lang,
+        region: deps.region,
+        error: String(out.error ?? 'server_error'),
+        description: typeof out.error_description === 'string' ? out.error_description : undefined,
+        handOff: handOffFrom((ctx as Partial<KoaContextWithOIDC>).oidc?.client, deps.region),
+      });
     },
   };
 
