@@ -76,10 +76,27 @@ function changesTable(changes: DocumentChange[], caption: string): Html {
   </table>`;
 }
 
-function decisionText(d: JurisdictionChange['before']): Html {
+function decisionText(d: JurisdictionChange['before'], changed: JurisdictionChange['changed']): Html {
   if (!d) return html`<em>not covered: people from there are refused</em>`;
-  return html`${d.policy}: home ${d.homeRegion}, stored in ${d.storageRegions.join(', ')}, processed in
-  ${d.processingRegions.join(', ')}`;
+  const part = (key: JurisdictionChange['changed'][number], text: string) =>
+    changed.includes(key) ? html`<strong>${text}</strong>` : text;
+  const release = [
+    `by default ${d.release.default.join(', ')}`,
+    ...Object.entries(d.release.byRegion).map(([region, claims]) => `to ${region} ${claims.join(', ')}`),
+  ].join('; ');
+  return html`<ul class="decision">
+    <li>${part('policy', `policy ${d.policy}`)}</li>
+    <li>${part('homeRegion', `home ${d.homeRegion}`)}</li>
+    <li>${part('storageRegions', `stored in ${d.storageRegions.join(', ')}`)}</li>
+    <li>${part('processingRegions', `processed in ${d.processingRegions.join(', ')}`)}</li>
+    <li>${part('release', `released: ${release}`)}</li>
+    <li>
+      ${part('retention', `audit kept ${d.retention.auditDays} days, inactive profiles ${d.retention.inactiveProfileDays} days`)}
+    </li>
+    <li>
+      ${part('pseudonymiseForeignLogs', `foreign logs ${d.pseudonymiseForeignLogs ? 'pseudonymised' : 'not pseudonymised'}`)}
+    </li>
+  </ul>`;
 }
 
 function jurisdictionsTable(changes: JurisdictionChange[]): Html {
@@ -102,8 +119,8 @@ function jurisdictionsTable(changes: JurisdictionChange[]): Html {
           html`<tr>
             <th scope="row">${j.jurisdiction}</th>
             <td>${j.changed.join(', ')}</td>
-            <td>${decisionText(j.before)}</td>
-            <td>${decisionText(j.after)}</td>
+            <td>${decisionText(j.before, j.changed)}</td>
+            <td>${decisionText(j.after, j.changed)}</td>
           </tr>`,
       )}
     </tbody>
@@ -523,7 +540,8 @@ export class CompliancePages {
           ${String(answer.body?.region ?? this.console.deps.region)}; the other regions were notified.
         </p>
         <p>
-          <a href="${ctx.u(`/audit?subject=${enc(sub)}`)}">See the audit trail for this subject</a> ·
+          The audit trail now names the subject only by a pseudonym.
+          <a href="${ctx.u('/audit?type=subject.erase')}">See the erasures in the audit trail</a> ·
           <a href="${ctx.u('/subjects')}">Look up another subject</a>
         </p>`,
       { kind: 'success', text: 'Erased.' },

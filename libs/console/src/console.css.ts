@@ -57,4 +57,5 @@ dl.facts div{display:contents}dl.facts dt{font-weight:600}dl.facts dd{margin:0;o
 .diff-added{color:#067647}.diff-removed{color:#b42318}
 .copy{font-family:ui-monospace,monospace;background:#f3f4f6;padding:.5rem;border-radius:4px;overflow-wrap:anywhere;display:block}
 a:focus,button:focus,input:focus,select:focus,textarea:focus,summary:focus{outline:3px solid #f59e0b;outline-offset:2px}
+ul.decision{margin:0;padding-left:1.1rem}ul.decision li{margin:0}
 details{margin:.5rem 0}summary{cursor:pointer;font-weight:600}`;

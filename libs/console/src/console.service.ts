@@ -362,6 +362,6 @@ export function safeReturn(value: string | null): string {
     value.includes('\\')
   )
     return '';
-  if (/[\r\n]/.test(value)) return '';
+  if (/[\r\n]/.test(value) || value === '/') return '';
   return value;
 }

@@ -16,7 +16,7 @@ export function text(form: RawForm, name: string): string {
 
 export function flag(form: RawForm, name: string): boolean {
   const v = form[name];
-  return v === 'true' || v === 'on' || (Array.isArray(v) && v.includes('true'));
+  return v === true || v === 'true' || v === 'on' || (Array.isArray(v) && v.includes('true'));
 }
 
 export function list(form: RawForm, name: string): string[] {
@@ -79,7 +79,7 @@ export function placeErrors(
     const prop = /^property (\S+) should not exist$/.exec(part);
     if (name) {
       // A field name is dropped from its message (the field's label says it); a phrase is kept.
-      const rest = /^[A-Za-z_][\w.]*$/.test(name) ? part.slice(name.length).replace(/^[:\s]+/, '') : part;
+      const rest = /^[A-Za-z_][\w.]*$/.test(name) ? part.slice(name.length).replace(/^[:\s.]+/, '') : part;
       (errors[fields[name]!] ??= []).push(rest || part);
     } else if (prop && fields[prop[1]!]) (errors[fields[prop[1]!]!] ??= []).push('is not allowed');
     else general.push(part);
