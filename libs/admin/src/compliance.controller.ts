@@ -120,6 +120,12 @@ export class PrivacyController {
 export class AuditController {
   constructor(private readonly compliance: ComplianceService) {}
 
+  /** The hash chain of this region's trail: `ok`, counts, the head, the first broken link. */
+  @Get('verify')
+  verify() {
+    return this.compliance.verifyAudit();
+  }
+
   @Get('events')
   events(@Query() q: Record<string, string | undefined>) {
     return this.compliance.auditEvents({

@@ -1,4 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { verifyAuditChain } from '@meridian/audit';
 import { isLoopbackHost } from '@meridian/config';
 import { FederationError, type FederationConfig } from '@meridian/federation';
 import {
@@ -302,6 +303,11 @@ export class ComplianceService {
   }
 
   // ---- audit trail (scope meridian:compliance)
+  /** Walks this region's hash chain; the answer names the first broken link, if any. */
+  verifyAudit() {
+    return verifyAuditChain(this.deps.regionDb);
+  }
+
   async auditEvents(q: { subject?: string; type?: string; since?: string; until?: string; limit?: string }) {
     const where: string[] = [];
     const params: unknown[] = [];

@@ -5,6 +5,14 @@ import type { PolicyRepository } from './policy.repository';
 import type { SubjectStore } from './subject.store';
 
 const DAY_MS = 86_400_000;
+/**
+ * Completes a `with gone as (delete … returning id, prev_hash, hash)`: every deleted chained
+ * entry leaves a tombstone, so the audit chain still links across it; answers the count.
+ */
+const TOMBSTONES = `, tombstoned as (
+    insert into audit_tombstone (id, prev_hash, hash, reason)
+    select id, prev_hash, hash, 'retention' from gone where hash is not null)
+  select count(*)::int as count from gone`;
 
 /**
  * Retention per policy: audit entries about a subject older than the subject's policy's
@@ -46,18 +54,25 @@ export class RetentionJob {
       await tx.query(`set local meridian.audit_write = 'retention'`);
       for (const policy of policies) {
         const before = new Date(now.getTime() - policy.retention.auditDays * DAY_MS);
-        const [, count] = (await tx.query(
-          `delete from audit_event where at < $1 and target_type = 'subject'
-             and target_id in (select sub from subject where residency->>'policy' like $2)`,
+        const [{ count }] = (await tx.query(
+          `with gone as (
+             delete from audit_event where at < $1 and target_type = 'subject'
+               and target_id in (select sub from subject where residency->>'policy' like $2)
+             returning id, prev_hash, hash)
+           ${TOMBSTONES}`,
           [before, `${policy.id}@%`],
-        )) as [unknown, number];
+        )) as [{ count: number }];
         auditDeleted += count;
       }
       const before = new Date(now.getTime() - DEFAULT_AUDIT_DAYS * DAY_MS);
-      const [, count] = (await tx.query(
-        `delete from audit_event where at < $1 and (target_type <> 'subject' or target_id not in (select sub from subject))`,
+      const [{ count }] = (await tx.query(
+        `with gone as (
+           delete from audit_event where at < $1
+             and (target_type <> 'subject' or target_id not in (select sub from subject))
+           returning id, prev_hash, hash)
+         ${TOMBSTONES}`,
         [before],
-      )) as [unknown, number];
+      )) as [{ count: number }];
       auditDeleted += count;
     });
     for (const policy of policies) {

@@ -292,11 +292,13 @@ export class SubjectStore<R extends string = string> {
         await tx.query('delete from oidc_payload where grant_id = any($1)', [grants.map((g) => g.id)]);
       await tx.query('delete from subject where sub = $1', [sub]);
       await tx.query(`set local meridian.audit_write = 'erasure'`);
-      await tx.query(`update audit_event set target_id = $2, detail = '{}'::jsonb where target_id = $1`, [
-        sub,
-        ref,
-      ]);
-      await tx.query(`update audit_event set actor = $2 where actor = $1`, [sub, ref]);
+      // Personal fields replaced by the pseudonym and the salt dropped: the kept digest still links
+      // the entry into the chain, and nothing can recompute what it was.
+      await tx.query(
+        `update audit_event set target_id = $2, detail = '{}'::jsonb, personal_salt = null where target_id = $1`,
+        [sub, ref],
+      );
+      await tx.query(`update audit_event set actor = $2, personal_salt = null where actor = $1`, [sub, ref]);
       return links.map((l) => l.link_key);
     });
     if (!linkKeys) return false;
