@@ -10,7 +10,15 @@ import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminCall, adminToken, tokenRequest } from './support/broker';
 import { TestBrowser, type Page } from './support/browser';
-import { ANNA, API, CARLA, EU_POLICY, FederationFixture, type App } from './support/federation-fixture';
+import {
+  ANNA,
+  API,
+  CARLA,
+  EU_POLICY,
+  FederationFixture,
+  US_POLICY,
+  type App,
+} from './support/federation-fixture';
 
 const ADMIN = 'urn:meridian:admin';
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -417,6 +425,37 @@ describe('the console: CSRF, tampering, sign-out', () => {
     expect(post.status).toBe(403);
   });
 
+  it('saves a policy only after a dry run of that exact document, in this session', async () => {
+    const policyPage = await browser.follow(`${f.eu.url}/console/policies/us-default`);
+    expect(policyPage.status).toBe(200);
+    const csrf = csrfOf(policyPage);
+    const document = JSON.stringify({ ...US_POLICY, retention: { auditDays: 100 } }, null, 2);
+    const post = (path: string, fields: Record<string, string>) =>
+      fetch(`${f.eu.url}/console/policies/${path}`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          cookie: browser.cookies.header(new URL(`${f.eu.url}/console/policies`))!,
+          origin: new URL(f.eu.url).origin,
+        },
+        body: new URLSearchParams({ _csrf: csrf, id: 'us-default', ...fields }).toString(),
+        redirect: 'manual',
+      });
+    const version = async () =>
+      (await adminCall(f.eu, 'GET', '/compliance/policies/us-default')).body.current.version as number;
+    const before = await version();
+    expect((await post('save', { document })).status).toBe(409);
+    const dry = await post('dry-run', { document });
+    expect(dry.status).toBe(200);
+    const reviewed = /name="reviewed" value="([^"]+)"/.exec(await dry.text())![1]!;
+    const edited = document.replace('100', '101');
+    expect((await post('save', { document: edited, reviewed })).status).toBe(409);
+    expect(await version()).toBe(before);
+    const saved = await post('save', { document, reviewed });
+    expect(saved.status).toBe(303);
+    expect(await version()).toBe(before + 1);
+  });
+
   it('sign-out ends the session: the old cookie is worth nothing afterwards', async () => {
     const { name, value } = sessionCookie(browser);
     const home = await browser.follow(`${f.eu.url}/console`);
@@ -432,11 +471,14 @@ describe('the console: CSRF, tampering, sign-out', () => {
     });
     expect(out.status).toBe(303);
     expect(new URL(out.headers.get('location')!).pathname).toBe('/session/end');
-    const after = await fetch(`${f.eu.url}/console/keys`, {
-      headers: { cookie: `${name}=${value}` },
-      redirect: 'manual',
-    });
-    expect(after.status).toBe(303);
-    expect(new URL(after.headers.get('location')!, f.eu.url).pathname).toBe('/console/login');
+    // A page that calls no API (its tokens are revoked too) and one that does.
+    for (const path of ['/federations/new', '/keys']) {
+      const after = await fetch(`${f.eu.url}/console${path}`, {
+        headers: { cookie: `${name}=${value}` },
+        redirect: 'manual',
+      });
+      expect(after.status, path).toBe(303);
+      expect(new URL(after.headers.get('location')!, f.eu.url).pathname).toBe('/console/login');
+    }
   });
 });

@@ -356,11 +356,13 @@ export class CompliancePages {
   async save(ctx: PageContext): Promise<ConsoleAnswer> {
     const id = text(ctx.req.body, 'id');
     const document = documentOf(ctx.req.body);
-    if (!checkReview(ctx.keys, ctx.sid, id, document, ctx.req.body.reviewed))
-      return this.dryRun(ctx, {
+    if (!checkReview(ctx.keys, ctx.sid, id, document, ctx.req.body.reviewed)) {
+      const again = await this.dryRun(ctx, {
         kind: 'warning',
         text: 'Nothing was saved: review the dry run of this exact document first, then save.',
       });
+      return { ...again, status: again.status === 200 ? 409 : again.status };
+    }
     let parsed: unknown;
     try {
       parsed = JSON.parse(document);
