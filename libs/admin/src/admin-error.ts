@@ -7,7 +7,9 @@ export type AdminErrorCode =
   | 'ERR_INVALID_CLIENT_METADATA'
   | 'ERR_PROTECTED'
   | 'ERR_UNPROCESSABLE'
-  | 'ERR_NOT_HOME';
+  | 'ERR_NOT_HOME'
+  /** The change conflicts with the resource's state (e.g. a secret rotation already in its overlap). */
+  | 'ERR_CONFLICT';
 
 export class AdminError extends Error {
   constructor(
@@ -31,6 +33,7 @@ export function adminErrorStatus(code: AdminErrorCode): { status: number; error:
     case 'ERR_NOT_FOUND':
       return { status: 404, error: 'not_found' };
     case 'ERR_PROTECTED':
+    case 'ERR_CONFLICT':
       return { status: 409, error: 'conflict' };
     case 'ERR_UNPROCESSABLE':
       return { status: 422, error: 'unprocessable_entity' };

@@ -10,6 +10,8 @@ import {
   PrivacyController,
 } from './compliance.controller';
 import { ComplianceService } from './compliance.service';
+import { SecretRotationController } from './secret-rotation.controller';
+import { SecretRotationService } from './secret-rotation.service';
 
 @Module({})
 export class AdminModule {
@@ -22,8 +24,15 @@ export class AdminModule {
         PoliciesController,
         PrivacyController,
         AuditController,
+        SecretRotationController,
       ],
-      providers: [{ provide: ADMIN_DEPS, useValue: deps }, AdminService, ComplianceService, AdminAuthGuard],
+      providers: [
+        { provide: ADMIN_DEPS, useValue: deps },
+        AdminService,
+        ComplianceService,
+        SecretRotationService,
+        AdminAuthGuard,
+      ],
       exports: [ADMIN_DEPS, AdminAuthGuard],
     };
   }

@@ -6,6 +6,7 @@ import {
   CONSOLE_CLIENT_PREFIX,
   generateClientSecret,
   hashClientSecret,
+  previousSecretValidUntil,
   splitClientScope,
 } from '@meridian/tokens';
 import { ADMIN_DEPS, type AdminDeps } from './admin-deps';
@@ -240,6 +241,11 @@ export class AdminService {
       resources,
     };
     if (secretHash) metadata.client_secret = secretHash;
+    // A rotation's overlap survives a PUT that keeps the secret; a PUT that sets one ends it.
+    if (secretHash && !dto.client_secret && existing) {
+      for (const key of ['previous_client_secret', 'previous_client_secret_expires_at'])
+        if (existing.metadata[key] !== undefined) metadata[key] = existing.metadata[key];
+    }
     try {
       await this.deps.validateClientMetadata(metadata);
     } catch (err) {
@@ -342,6 +348,19 @@ function resourceView(r: ResourceRow) {
 
 /** Never the stored secret hash: a client's secret is shown once, when generated. */
 function clientView(metadata: Record<string, unknown>) {
-  const { client_secret, allowed_scopes, scope: _oidcScope, ...rest } = metadata;
-  return { ...rest, scope: allowed_scopes ?? '', has_client_secret: typeof client_secret === 'string' };
+  const {
+    client_secret,
+    allowed_scopes,
+    scope: _oidcScope,
+    previous_client_secret: _previous,
+    previous_client_secret_expires_at: _previousExpiresAt,
+    ...rest
+  } = metadata;
+  const previousUntil = previousSecretValidUntil(metadata, Math.floor(Date.now() / 1000));
+  return {
+    ...rest,
+    scope: allowed_scopes ?? '',
+    has_client_secret: typeof client_secret === 'string',
+    ...(previousUntil !== undefined ? { previous_client_secret_expires_at: previousUntil } : {}),
+  };
 }

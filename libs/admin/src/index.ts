@@ -9,3 +9,6 @@ export * from './compliance.service';
 export * from './compliance.controller';
 export * from './dto/federation.dto';
 export * from './policy-diff';
+export * from './secret-rotation.service';
+export * from './secret-rotation.controller';
+export * from './dto/secret-rotation.dto';

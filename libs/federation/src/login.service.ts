@@ -26,7 +26,7 @@ import type { ChooserNotice } from './i18n';
 import type { ChooserFederation, PageView } from './pages';
 import type { PolicyRepository } from './policy.repository';
 import type { ResidencyClaim, SubjectStore } from './subject.store';
-import type { UpstreamClient, UpstreamTarget } from './upstream.client';
+import { secretTag, type UpstreamClient, type UpstreamTarget } from './upstream.client';
 
 export const FEDERATION_CALLBACK_PATH = '/federation/callback';
 export const FEDERATION_LOGGED_OUT_PATH = '/federation/logged-out';
@@ -171,6 +171,7 @@ export class LoginService {
           codeVerifier: tx.codeVerifier,
           useUserinfo: fed.useUserinfo,
         });
+        if (result.secretUsed) await this.noteSecretAccepted(fed.id, result.secretUsed);
         return await this.afterUpstream(tx.interactionUid, fed, result.sub, result.claims);
       }
       const home = tx.target;
@@ -483,21 +484,39 @@ export class LoginService {
     return fed;
   }
 
+  /**
+   * Which client secret the upstream accepted, for the operator deciding when to promote a
+   * rotated one; bookkeeping never fails a login.
+   */
+  private async noteSecretAccepted(federationId: string, which: 'current' | 'previous'): Promise<void> {
+    if (which === 'previous')
+      this.deps.logger.warn(
+        { federation: federationId },
+        'the upstream refused the current client secret and accepted the previous one (rotation not yet done upstream)',
+      );
+    try {
+      await this.deps.federations.markSecretAccepted(federationId, which);
+    } catch (err) {
+      this.deps.logger.warn(
+        { err: { message: (err as Error).message } },
+        'could not record the accepted secret',
+      );
+    }
+  }
+
   private async upstreamTarget(fed: FederationConfig & { version: string }): Promise<UpstreamTarget> {
     const method = fed.tokenEndpointAuthMethod;
     const privateJwk = method === 'private_key_jwt' ? this.deps.signingJwk() : undefined;
     // Each region is its own client at the upstream; an older row without one falls back to the
     // shared configuration's client id.
     const clientId = (await this.deps.federations.clientId(fed.id)) ?? fed.clientId;
+    const secrets = method === 'private_key_jwt' ? {} : await this.deps.federations.secrets(fed.id);
     return {
-      key: `fed:${fed.id}:${fed.version}:${clientId}:${privateJwk?.kid ?? ''}`,
+      // The secret's tag is part of the key: a rotation takes effect at once.
+      key: `fed:${fed.id}:${fed.version}:${clientId}:${privateJwk?.kid ?? ''}:${secrets.current ? secretTag(secrets.current) : ''}`,
       issuer: fed.issuer,
       clientId,
-      auth: {
-        method,
-        secret: method === 'private_key_jwt' ? undefined : await this.deps.federations.secret(fed.id),
-        privateJwk,
-      },
+      auth: { method, secret: secrets.current, previousSecret: secrets.previous, privateJwk },
     };
   }
 

@@ -3,6 +3,7 @@
  * authorization request (PKCE S256, state, nonce), the code exchange with full ID token
  * validation and the RFC 9207 `iss` check, and userinfo.
  */
+import { createHash } from 'node:crypto';
 import * as oidc from 'openid-client';
 import { importJWK, type JWK } from 'jose';
 import { isLoopbackHost } from '@meridian/config';
@@ -13,7 +14,16 @@ export interface UpstreamTarget {
   key: string;
   issuer: string;
   clientId: string;
-  auth: { method: UpstreamAuthMethod; secret?: string; privateJwk?: JWK };
+  auth: {
+    method: UpstreamAuthMethod;
+    secret?: string;
+    /**
+     * During a rotation's overlap: the secret before the current one, tried when the upstream
+     * refuses the current one as `invalid_client` (it may not have switched yet).
+     */
+    previousSecret?: string;
+    privateJwk?: JWK;
+  };
 }
 
 export interface UpstreamLoginStart {
@@ -26,6 +36,17 @@ export interface UpstreamLoginStart {
 export interface UpstreamLoginResult {
   claims: Record<string, unknown>;
   sub: string;
+  /** Which client secret the upstream accepted (secret-based client authentication only). */
+  secretUsed?: 'current' | 'previous';
+}
+
+/**
+ * RFC 6749 §5.2: the token endpoint refused the client's authentication — `invalid_client` in
+ * the body, or a 401 (with HTTP Basic it comes as a WWW-Authenticate challenge).
+ */
+function isInvalidClient(err: unknown): boolean {
+  if (err instanceof oidc.ResponseBodyError) return err.error === 'invalid_client' || err.status === 401;
+  return err instanceof oidc.WWWAuthenticateChallengeError && err.status === 401;
 }
 
 function insecureFor(issuer: string): oidc.DiscoveryRequestOptions['execute'] {
@@ -164,17 +185,33 @@ export class UpstreamClient {
     callbackUrl: URL,
     expected: { state: string; nonce: string; codeVerifier: string; useUserinfo: boolean },
   ): Promise<UpstreamLoginResult> {
-    const config = await this.config(target);
+    let config = await this.config(target);
+    const checks = {
+      pkceCodeVerifier: expected.codeVerifier,
+      expectedState: expected.state,
+      expectedNonce: expected.nonce,
+      idTokenExpected: true,
+    };
     let tokens: Awaited<ReturnType<typeof oidc.authorizationCodeGrant>>;
+    let secretUsed: UpstreamLoginResult['secretUsed'] =
+      target.auth.method === 'private_key_jwt' ? undefined : 'current';
     try {
-      tokens = await oidc.authorizationCodeGrant(config, callbackUrl, {
-        pkceCodeVerifier: expected.codeVerifier,
-        expectedState: expected.state,
-        expectedNonce: expected.nonce,
-        idTokenExpected: true,
-      });
+      tokens = await oidc.authorizationCodeGrant(config, callbackUrl, checks);
     } catch (err) {
-      throw classify(err, target.issuer);
+      // A refused client authentication leaves the code unredeemed (RFC 6749 §5.2 answers
+      // before the grant is processed), so the same code is tried with the previous secret.
+      if (!isInvalidClient(err) || !target.auth.previousSecret) throw classify(err, target.issuer);
+      config = await this.config({
+        ...target,
+        key: `${target.key}:previous:${secretTag(target.auth.previousSecret)}`,
+        auth: { method: target.auth.method, secret: target.auth.previousSecret },
+      });
+      try {
+        tokens = await oidc.authorizationCodeGrant(config, callbackUrl, checks);
+      } catch (retryErr) {
+        throw classify(retryErr, target.issuer);
+      }
+      secretUsed = 'previous';
     }
     const idClaims = tokens.claims();
     if (!idClaims?.sub)
@@ -187,8 +224,17 @@ export class UpstreamClient {
         throw classify(err, target.issuer);
       }
     }
-    return { claims, sub: idClaims.sub };
+    return { claims, sub: idClaims.sub, ...(secretUsed ? { secretUsed } : {}) };
   }
+}
+
+/** A short non-secret tag of a secret: configurations cached per secret, never the secret itself. */
+export function secretTag(secret: string): string {
+  return createHash('sha256')
+    .update('meridian-upstream-secret')
+    .update(secret)
+    .digest('base64url')
+    .slice(0, 12);
 }
 
 function describe(err: unknown): string {

@@ -33,3 +33,50 @@ export function generateClientSecret(): string {
 function mac(salt: Buffer, secret: string): Buffer {
   return createHmac('sha256', salt).update(secret, 'utf8').digest();
 }
+
+/** Longest overlap of a rotated client secret: both are accepted at most this long. */
+export const MAX_SECRET_OVERLAP_SECONDS = 30 * 86400;
+/** Overlap when the admin names none: a day for every replica and deployment to pick it up. */
+export const DEFAULT_SECRET_OVERLAP_SECONDS = 86400;
+
+/** What a client's metadata holds about its secrets (hashes only). */
+export interface StoredClientSecrets {
+  /** `client_secret`: the current secret's hash. */
+  current?: unknown;
+  /** `previous_client_secret`: the secret before the last rotation, accepted until it expires. */
+  previous?: unknown;
+  /** `previous_client_secret_expires_at`: seconds since the epoch. */
+  previousExpiresAt?: unknown;
+}
+
+/**
+ * Which stored secret `presented` is: the current one, the previous one while its overlap lasts,
+ * or neither. At most two secrets are ever valid at once; an expired previous one never is.
+ */
+export function matchClientSecret(
+  stored: StoredClientSecrets,
+  presented: string,
+  nowSeconds: number,
+): 'current' | 'previous' | undefined {
+  if (typeof presented !== 'string') return undefined;
+  if (typeof stored.current === 'string' && verifyClientSecret(stored.current, presented)) return 'current';
+  if (
+    typeof stored.previous === 'string' &&
+    typeof stored.previousExpiresAt === 'number' &&
+    nowSeconds < stored.previousExpiresAt &&
+    verifyClientSecret(stored.previous, presented)
+  )
+    return 'previous';
+  return undefined;
+}
+
+/** The previous secret's expiry when it is still accepted at `nowSeconds`, else undefined. */
+export function previousSecretValidUntil(
+  metadata: Record<string, unknown>,
+  nowSeconds: number,
+): number | undefined {
+  const at = metadata.previous_client_secret_expires_at;
+  return typeof metadata.previous_client_secret === 'string' && typeof at === 'number' && at > nowSeconds
+    ? at
+    : undefined;
+}

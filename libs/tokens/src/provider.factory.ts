@@ -8,7 +8,7 @@ import type { ControlDatabase, RegionDatabase } from '@meridian/persistence';
 import type { SigningAlg } from '@meridian/config';
 import type { KeySet } from '@meridian/keys';
 import { ControlClientAdapter, RegionPayloadAdapter } from './oidc-adapter';
-import { verifyClientSecret } from './client-secret';
+import { isHashedClientSecret, matchClientSecret } from './client-secret';
 import { accessTokenTtl, clientResidency, isResidency, type Residency } from './claims';
 import type { JsonWebKeyForEncryption, ResourceCatalog } from './resource-catalog';
 import { ACT, type ExchangedToken } from './token-exchange';
@@ -227,8 +227,27 @@ export function buildProvider(deps: ProviderDeps): Provider {
     rotateRefreshToken: true,
     extraParams: ['idp_hint'],
     extraClientMetadata: {
-      properties: ['resources', 'allowed_scopes', 'meridian_region'],
+      properties: [
+        'resources',
+        'allowed_scopes',
+        'meridian_region',
+        'previous_client_secret',
+        'previous_client_secret_expires_at',
+      ],
       validator(_ctx, key, value) {
+        // A rotated secret's predecessor (hashed), accepted until its expiry (seconds since epoch).
+        if (key === 'previous_client_secret' && value !== undefined && !isHashedClientSecret(value)) {
+          throw new errors.InvalidClientMetadata('previous_client_secret must be a stored secret hash');
+        }
+        if (
+          key === 'previous_client_secret_expires_at' &&
+          value !== undefined &&
+          (typeof value !== 'number' || !Number.isInteger(value) || value < 0)
+        ) {
+          throw new errors.InvalidClientMetadata(
+            'previous_client_secret_expires_at must be seconds since the epoch',
+          );
+        }
         if (
           key === 'meridian_region' &&
           value !== undefined &&
@@ -415,22 +434,46 @@ export function buildProvider(deps: ProviderDeps): Provider {
   provider.Client.find = (id: string) => deps.clients.clientInstance(provider, id, findClient);
 
   // Secrets are stored as salted HMACs (see client-secret.ts); oidc-provider compares the
-  // presented secret through this one method.
+  // presented secret through this one method. During a rotation's overlap the previous secret is
+  // accepted too, until its expiry (never more than two at once).
   // The last secret that verified is remembered per Client instance (instances live as long as
   // the client cache entry, seconds), so a busy client costs one constant-time comparison per
-  // request instead of an HMAC.
-  const verified = new WeakMap<object, Buffer>();
+  // request instead of an HMAC; a previous secret is remembered only until it expires.
+  const verified = new WeakMap<object, { secret: Buffer; untilMs: number }>();
   provider.Client.prototype.compareClientSecret = function compareClientSecret(
-    this: { clientSecret?: string },
+    this: {
+      clientSecret?: string;
+      previous_client_secret?: unknown;
+      previous_client_secret_expires_at?: unknown;
+    },
     actual: string,
   ) {
     if (typeof actual !== 'string') return false;
+    const now = Date.now();
     const presented = Buffer.from(actual, 'utf8');
     const known = verified.get(this);
-    if (known && known.length === presented.length && timingSafeEqual(known, presented)) return true;
-    const ok = verifyClientSecret(this.clientSecret ?? '', actual);
-    if (ok) verified.set(this, presented);
-    return ok;
+    if (
+      known &&
+      now < known.untilMs &&
+      known.secret.length === presented.length &&
+      timingSafeEqual(known.secret, presented)
+    )
+      return true;
+    const which = matchClientSecret(
+      {
+        current: this.clientSecret,
+        previous: this.previous_client_secret,
+        previousExpiresAt: this.previous_client_secret_expires_at,
+      },
+      actual,
+      Math.floor(now / 1000),
+    );
+    if (which)
+      verified.set(this, {
+        secret: presented,
+        untilMs: which === 'current' ? Infinity : (this.previous_client_secret_expires_at as number) * 1000,
+      });
+    return which !== undefined;
   };
 
   return provider;
