@@ -5,11 +5,14 @@
  * every POST needs the session's CSRF token from the console's origin, a tampered session
  * cookie is worth nothing, and sign-out ends the session.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { decodeJwt } from 'jose';
+import { Client } from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminCall, adminToken, tokenRequest } from './support/broker';
 import { TestBrowser, type Page } from './support/browser';
+import { open } from '../libs/keys/src/envelope';
+import { deriveConsoleKeys, type ConsoleSession } from '../libs/console/src/session';
 import {
   ANNA,
   API,
@@ -423,6 +426,58 @@ describe('the console: CSRF, tampering, sign-out', () => {
       redirect: 'manual',
     });
     expect(post.status).toBe(403);
+  });
+
+  /** The session as stored at eu (sealed), read with the broker's KEK as the broker would. */
+  async function storedSession(): Promise<ConsoleSession> {
+    const keys = deriveConsoleKeys(Buffer.from(f.eu.env.MERIDIAN_KEK!, 'base64'), 'eu');
+    const sid = sessionCookie(browser).value.split('.')[0]!;
+    const id = createHash('sha256').update(`console-session\0${sid}`).digest('base64url');
+    const db = new Client({ connectionString: f.regionUrl('eu') });
+    await db.connect();
+    try {
+      const { rows } = await db.query(
+        `select payload from oidc_payload where model = 'ConsoleSession' and id = $1`,
+        [id],
+      );
+      const sealed = Buffer.from(rows[0].payload.sealed, 'base64');
+      return JSON.parse(open(keys.seal, sealed, `console-session:${id}`).toString('utf8'));
+    } finally {
+      await db.end();
+    }
+  }
+
+  it('keeps tokens sealed at rest, and refreshes a revoked access token once for concurrent pages', async () => {
+    const before = await storedSession();
+    expect(before.scopes).toEqual(['meridian:admin', 'meridian:compliance']);
+    const { rows } = await (async () => {
+      const db = new Client({ connectionString: f.regionUrl('eu') });
+      await db.connect();
+      try {
+        return await db.query(`select payload::text as p from oidc_payload where model = 'ConsoleSession'`);
+      } finally {
+        await db.end();
+      }
+    })();
+    for (const row of rows) expect(row.p).not.toContain(before.accessToken.slice(-20));
+    // The access token stops working (as after a revocation): the API answers 401.
+    const db = new Client({ connectionString: f.regionUrl('eu') });
+    await db.connect();
+    await db.query(`insert into revoked_token (jti, expires_at) values ($1, to_timestamp($2))`, [
+      decodeJwt(before.accessToken).jti,
+      before.accessTokenExpiresAt,
+    ]);
+    await db.end();
+    // Three pages at once: one refresh (the refresh token rotates; a second use would revoke
+    // the whole grant), all three served.
+    const pages = await Promise.all(
+      ['/keys', '/regions', '/federations'].map((p) => browser.follow(`${f.eu.url}/console${p}`)),
+    );
+    expect(pages.map((p) => p.status)).toEqual([200, 200, 200]);
+    const after = await storedSession();
+    expect(after.accessToken).not.toBe(before.accessToken);
+    expect(after.refreshToken).not.toBe(before.refreshToken);
+    expect((await browser.follow(`${f.eu.url}/console/keys`)).status).toBe(200);
   });
 
   it('saves a policy only after a dry run of that exact document, in this session', async () => {
