@@ -346,7 +346,9 @@ export class CompliancePages {
         <h2>Edit</h2>
         ${this.editForm(ctx, values, errors, !id || Boolean(errors.id))}
         <p>
-          <a href="${ctx.u(id && !errors.id ? `/policies/${enc(id)}` : '/policies')}">Back without saving</a>
+          <a href="${ctx.u(report?.currentVersion ? `/policies/${enc(id)}` : '/policies')}"
+            >Back without saving</a
+          >
         </p>`,
       notice,
     );
