@@ -344,6 +344,7 @@ export class BrokerRuntime {
       jurisdiction: this.config.jurisdiction,
       signingAlg: this.config.signingAlg,
       kek: this.config.kek,
+      kekPrevious: this.config.kekPrevious,
       keys: this.keySet,
       regionDb: this.regionDb,
       controlDb: this.controlDb,

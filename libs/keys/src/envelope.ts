@@ -82,3 +82,50 @@ export function open(kek: Buffer, sealed: Buffer, context: string): Buffer {
     dek.fill(0);
   }
 }
+
+/**
+ * Re-wraps the data key of `sealed` under `toKek`, leaving the sealed payload as it is: a KEK
+ * change never decrypts the secret itself. The data key is unwrapped with whichever of `toKek`
+ * and `fromKeks` opens it; `unchanged` when it is already wrapped under `toKek`.
+ */
+export function rewrap(
+  sealed: Buffer,
+  context: string,
+  toKek: Buffer,
+  fromKeks: Buffer[],
+): { sealed: Buffer; unchanged: boolean } {
+  if (toKek.length !== 32) throw new TypeError('KEK must be 32 bytes');
+  if (sealed.length < 3 || sealed.readUInt8(0) !== VERSION)
+    throw new EnvelopeError('unknown envelope version');
+  const wrappedLength = sealed.readUInt16BE(1);
+  const wrapped = sealed.subarray(3, 3 + wrappedLength);
+  const payload = sealed.subarray(3 + wrappedLength);
+  const aad = Buffer.from(`meridian:v${VERSION}:${context}`);
+  let dek: Buffer | undefined;
+  for (const [i, kek] of [toKek, ...fromKeks].entries()) {
+    try {
+      dek = gcmOpen(kek, wrapped, aad);
+      if (i === 0) {
+        dek.fill(0);
+        return { sealed, unchanged: true };
+      }
+      break;
+    } catch {
+      // not this KEK
+    }
+  }
+  if (!dek) throw new EnvelopeError('no configured KEK unwraps this data key');
+  try {
+    // The payload must still authenticate under the data key: never re-wrap a damaged row.
+    gcmOpen(dek, payload, aad).fill(0);
+    const rewrapped = gcmSeal(toKek, dek, aad);
+    const header = Buffer.alloc(3);
+    header.writeUInt8(VERSION, 0);
+    header.writeUInt16BE(rewrapped.length, 1);
+    return { sealed: Buffer.concat([header, rewrapped, payload]), unchanged: false };
+  } catch {
+    throw new EnvelopeError('sealed payload failed authentication');
+  } finally {
+    dek.fill(0);
+  }
+}

@@ -1,2 +1,3 @@
 export * from './envelope';
 export * from './signing-keys';
+export * from './kek-rewrap';

@@ -45,6 +45,8 @@ export interface ProviderDeps {
   jurisdiction: string;
   signingAlg: SigningAlg;
   kek: Buffer;
+  /** During a KEK change: cookies signed under the old KEK's key still verify (not renewed). */
+  kekPrevious?: Buffer;
   keys: KeySet;
   regionDb: RegionDatabase;
   controlDb: ControlDatabase;
@@ -147,9 +149,10 @@ export function buildProvider(deps: ProviderDeps): Provider {
   const adapterCache = new Map<string, RegionPayloadAdapter>();
   // The same for every token about no person; frozen so no customizer can change it for others.
   const regionResidency = Object.freeze(clientResidency(deps.region, deps.jurisdiction));
-  const cookieKeys = [
-    Buffer.from(hkdfSync('sha256', deps.kek, 'meridian', `cookies:${deps.region}`, 32)).toString('base64url'),
-  ];
+  // The first key signs, the others verify (keygrip): a KEK change logs nobody out.
+  const cookieKeys = [deps.kek, ...(deps.kekPrevious ? [deps.kekPrevious] : [])].map((kek) =>
+    Buffer.from(hkdfSync('sha256', kek, 'meridian', `cookies:${deps.region}`, 32)).toString('base64url'),
+  );
 
   const configuration: Configuration = {
     adapter: (name: string) => {
