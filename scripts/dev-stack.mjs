@@ -420,6 +420,8 @@ Meridian is running (development mode, embedded PostgreSQL under .meridian/), re
 
   Open first:  ${APP_URL}/   (the demo app, registered at the us broker)
 
+  console:     ${EU.issuer}/console   (sign in with Global ID as admin / admin-demo)
+
   region  broker (issuer)          console
 ${REGIONS.map((r) => `  ${r.region.padEnd(6)}  ${r.issuer.padEnd(23)}  ${r.issuer}/console`).join('\n')}
 

@@ -169,6 +169,19 @@ describe('npm start — the local multi-region stack', () => {
       expect(kenjiText).not.toContain('Signed in');
       expect(kenjiText).toMatch(/JP|jurisdiction/i);
       await screenshot(kenjiPage, 'demo-refused-unknown-jurisdiction');
+
+      // --- The console at eu: the demo admin's roles come from its upstream group (Global ID).
+      const admin = await newContext(browser);
+      const consolePage = await admin.newPage();
+      await consolePage.goto(`http://127.0.0.1:${euPort}/console`);
+      await consolePage.getByRole('link', { name: /Global ID/ }).click();
+      await consolePage.getByLabel('Username').fill('admin');
+      await consolePage.getByLabel('Password').fill('admin-demo');
+      await consolePage.getByRole('button', { name: 'Sign in' }).click();
+      await consolePage.waitForURL(`http://127.0.0.1:${euPort}/console`);
+      expect(await consolePage.locator('body').innerText()).toContain(
+        'You hold meridian:admin and meridian:compliance',
+      );
     } finally {
       await browser.close();
       child.kill('SIGINT');
