@@ -16,7 +16,7 @@ import {
   migrate,
 } from '@meridian/persistence';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '@meridian/persistence';
-import { SigningKeyStore, type KeySet } from '@meridian/keys';
+import { Pkcs11KeyProvider, SigningKeyStore, type KeySet } from '@meridian/keys';
 import {
   ADMIN_AUDIENCE,
   ADMIN_SCOPES,
@@ -70,6 +70,7 @@ export class BrokerRuntime {
   readonly tokenStatus: AccessTokenStatus;
   readonly audit: AuditLog;
   readonly keyStore: SigningKeyStore;
+  readonly pkcs11?: Pkcs11KeyProvider;
   readonly federations: FederationRepository;
   readonly policies: PolicyRepository;
   readonly upstream: UpstreamClient;
@@ -93,11 +94,17 @@ export class BrokerRuntime {
     this.resources = new ResourceCatalog(controlDb, config.region);
     this.tokenStatus = new AccessTokenStatus(config.issuer, regionDb, () => this.keySet);
     this.audit = new AuditLog(regionDb);
+    // Signing keys in an HSM: opened (and logged in) before anything signs.
+    this.pkcs11 =
+      config.signingKeyProvider.kind === 'pkcs11'
+        ? Pkcs11KeyProvider.open(config.signingKeyProvider)
+        : undefined;
     this.keyStore = new SigningKeyStore(regionDb, controlDb, {
       region: config.region,
       alg: config.signingAlg,
       kek: config.kek,
       kekPrevious: config.kekPrevious,
+      pkcs11: this.pkcs11,
     });
     this.federations = new FederationRepository(controlDb, config.region, config.kek, config.kekPrevious);
     this.policies = new PolicyRepository(controlDb);
@@ -486,5 +493,6 @@ export class BrokerRuntime {
     if (this.retentionTimer) clearInterval(this.retentionTimer);
     await Promise.allSettled([this.controlDb.dataSource.destroy(), this.regionDb.dataSource.destroy()]);
     await this.embedded?.stop();
+    this.pkcs11?.close();
   }
 }

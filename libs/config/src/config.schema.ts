@@ -6,6 +6,11 @@ import { hkdfSync } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parseConsoleRoles, type ConsoleRoleMapping } from './console-roles';
+import {
+  KEY_PROVIDER_SENSITIVE_VARIABLES,
+  parseKeyProviderEnv,
+  type SigningKeyProviderConfig,
+} from './key-provider-config';
 
 export type SigningAlg = 'ES256' | 'RS256' | 'PS256' | 'EdDSA';
 export const SIGNING_ALGS: readonly SigningAlg[] = ['ES256', 'RS256', 'PS256', 'EdDSA'];
@@ -55,6 +60,8 @@ export interface BrokerConfig {
    * process's own listener on loopback.
    */
   consoleApiUrl?: string;
+  /** Where signing keys are generated and used: sealed under the KEK, or inside a PKCS#11 token. */
+  signingKeyProvider: SigningKeyProviderConfig;
 }
 
 export interface ConfigWarning {
@@ -73,6 +80,7 @@ export const SENSITIVE_VARIABLES = new Set([
   'MERIDIAN_ADMIN_CLIENT_SECRET',
   'CONTROL_DATABASE_URL',
   'REGION_DATABASE_URL',
+  ...KEY_PROVIDER_SENSITIVE_VARIABLES,
 ]);
 
 const REGION_RE = /^[a-z][a-z0-9-]{0,31}$/;
@@ -352,6 +360,8 @@ export function validateBrokerEnv(
     else consoleApiUrl = consoleApiUrl.replace(/\/+$/, '');
   }
 
+  const signingKeyProvider = parseKeyProviderEnv(get, errors, signingAlg);
+
   const host = get('HOST') ?? '0.0.0.0';
   if (isIP(host) === 0 && host !== 'localhost')
     errors.push('HOST must be an IP address to listen on, e.g. 0.0.0.0');
@@ -388,6 +398,7 @@ export function validateBrokerEnv(
       consoleRoles: consoleRoles.ok ? consoleRoles.mapping : {},
       consoleSessionSeconds: consoleSessionSeconds!,
       consoleApiUrl,
+      signingKeyProvider,
     },
   };
 }

@@ -1,3 +1,4 @@
 export * from './config.schema';
 export * from './config.module';
 export * from './console-roles';
+export * from './key-provider-config';

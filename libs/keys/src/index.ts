@@ -1,3 +1,4 @@
 export * from './envelope';
 export * from './signing-keys';
 export * from './kek-rewrap';
+export * from './pkcs11';

@@ -10,6 +10,7 @@
  */
 import type { ControlDatabase, RegionDatabase } from '@meridian/persistence';
 import { EnvelopeError, kekId, rewrap } from './envelope';
+import { PKCS11_KEK_ID } from './signing-keys';
 
 export interface KekRewrapOptions {
   region: string;
@@ -67,7 +68,7 @@ export async function rewrapRegionKeys(opts: KekRewrapOptions): Promise<KekRewra
 
   // ---- signing keys (region database)
   const [{ n: keysPending }] = await opts.regionDb.query<{ n: number }>(
-    'select count(*)::int as n from signing_key where kek_id <> $1',
+    `select count(*)::int as n from signing_key where kek_id <> $1 and kek_id <> '${PKCS11_KEK_ID}'`,
     [newId],
   );
   let keysDone = 0;
@@ -80,7 +81,7 @@ export async function rewrapRegionKeys(opts: KekRewrapOptions): Promise<KekRewra
         await tx.query(KEY_LOCK_SQL);
         const rows: { kid: string; sealed_private_jwk: Buffer; kek_id: string }[] = await tx.query(
           `select kid, sealed_private_jwk, kek_id from signing_key
-            where kek_id <> $1 and kid > $2 order by kid limit $3 for update`,
+            where kek_id <> $1 and kek_id <> '${PKCS11_KEK_ID}' and kid > $2 order by kid limit $3 for update`,
           [newId, cursor, Math.min(batchSize, budget)],
         );
         let changed = 0;
@@ -176,7 +177,7 @@ export async function rewrapRegionKeys(opts: KekRewrapOptions): Promise<KekRewra
   }
 
   const [{ n: keysLeft }] = await opts.regionDb.query<{ n: number }>(
-    'select count(*)::int as n from signing_key where kek_id <> $1',
+    `select count(*)::int as n from signing_key where kek_id <> $1 and kek_id <> '${PKCS11_KEK_ID}'`,
     [newId],
   );
   const [{ n: secretsLeft }] = await opts.controlDb.query<{ n: number }>(

@@ -10,6 +10,13 @@ import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jo
 import type { ControlDatabase, RegionDatabase } from '@meridian/persistence';
 import type { SigningAlg } from '@meridian/config';
 import { EnvelopeError, kekId, open, seal } from './envelope';
+import type { Pkcs11KeyProvider } from './pkcs11';
+
+/**
+ * `kek_id` of a key held by a PKCS#11 token: its row holds no sealed private key, only the
+ * label of the key's objects in the token (not a secret).
+ */
+export const PKCS11_KEK_ID = 'pkcs11';
 
 export type KeyState = 'next' | 'current' | 'retiring';
 
@@ -26,6 +33,11 @@ export interface SigningKey {
   privateJwk: JWK;
   activatedAt: Date | null;
   publishUntil: Date | null;
+  /**
+   * A key whose private half stays in a PKCS#11 token: it signs there, and `privateJwk` holds
+   * only the public members.
+   */
+  external?: { sign(data: Uint8Array): Promise<Uint8Array> };
 }
 
 export interface KeySet {
@@ -51,6 +63,8 @@ export interface SigningKeyStoreOptions {
   alg: SigningAlg;
   kek: Buffer;
   kekPrevious?: Buffer;
+  /** New keys are generated in this token (ES256 only); keys already sealed under the KEK stay usable. */
+  pkcs11?: Pkcs11KeyProvider;
   now?: () => Date;
 }
 
@@ -185,6 +199,7 @@ export class SigningKeyStore {
   }
 
   private unseal(row: SigningKeyRow): SigningKey {
+    if (row.kek_id === PKCS11_KEK_ID) return this.inToken(row);
     const keks = [this.opts.kek, ...(this.opts.kekPrevious ? [this.opts.kekPrevious] : [])];
     let plaintext: Buffer | undefined;
     for (const kek of keks) {
@@ -241,7 +256,51 @@ export class SigningKeyStore {
     await tx.query(`delete from signing_key where state = 'retiring' and publish_until <= $1`, [this.now()]);
   }
 
+  private inToken(row: SigningKeyRow): SigningKey {
+    const token = this.opts.pkcs11;
+    if (!token)
+      throw new KeyError(
+        'ERR_NO_SIGNING_KEY',
+        `signing key ${row.kid} of region ${this.opts.region} is held by a PKCS#11 token: set MERIDIAN_SIGNING_KEY_PROVIDER=pkcs11 and its MERIDIAN_PKCS11_* variables`,
+      );
+    const label = row.sealed_private_jwk.toString('utf8');
+    const inToken = token.publicJwk(label);
+    // The token must hold the very key the region publishes.
+    if (inToken.x !== row.public_jwk.x || inToken.y !== row.public_jwk.y)
+      throw new KeyError(
+        'ERR_NO_SIGNING_KEY',
+        `the key labelled ${label} in PKCS#11 token "${token.tokenLabel}" is not signing key ${row.kid}`,
+      );
+    return {
+      kid: row.kid,
+      alg: row.alg,
+      state: row.state,
+      publicJwk: row.public_jwk,
+      privateJwk: row.public_jwk,
+      activatedAt: row.activated_at,
+      publishUntil: row.publish_until,
+      external: { sign: async (data) => token.sign(label, data) },
+    };
+  }
+
   private async insertKey(tx: Tx, state: KeyState) {
+    if (this.opts.pkcs11 && this.opts.alg === 'ES256') {
+      const ref = await this.opts.pkcs11.generateEs256(`meridian:${this.opts.region}:`);
+      await tx.query(
+        `insert into signing_key (kid, alg, public_jwk, sealed_private_jwk, kek_id, state, activated_at)
+         values ($1, $2, $3, $4, $5, $6, $7)`,
+        [
+          ref.kid,
+          this.opts.alg,
+          ref.publicJwk,
+          Buffer.from(ref.label, 'utf8'),
+          PKCS11_KEK_ID,
+          state,
+          state === 'current' ? this.now() : null,
+        ],
+      );
+      return ref.kid;
+    }
     const { kid, privateJwk, publicJwk } = await generateSigningJwk(this.opts.alg);
     const plaintext = Buffer.from(JSON.stringify(privateJwk));
     const sealed = seal(this.opts.kek, plaintext, `signing-key:${this.opts.region}:${kid}`);

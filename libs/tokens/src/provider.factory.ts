@@ -3,10 +3,16 @@
  * the OAuth endpoints themselves are oidc-provider's (OpenID Certified), not ours.
  */
 import { createHmac, createPublicKey, hkdfSync, timingSafeEqual, type KeyObject } from 'node:crypto';
-import Provider, { errors, type Configuration, type JWK, type KoaContextWithOIDC } from 'oidc-provider';
+import Provider, {
+  ExternalSigningKey,
+  errors,
+  type Configuration,
+  type JWK,
+  type KoaContextWithOIDC,
+} from 'oidc-provider';
 import type { ControlDatabase, RegionDatabase } from '@meridian/persistence';
 import type { SigningAlg } from '@meridian/config';
-import type { KeySet } from '@meridian/keys';
+import type { KeySet, SigningKey } from '@meridian/keys';
 import { ControlClientAdapter, RegionPayloadAdapter } from './oidc-adapter';
 import { isHashedClientSecret, matchClientSecret } from './client-secret';
 import { accessTokenTtl, clientResidency, isResidency, type Residency } from './claims';
@@ -71,9 +77,40 @@ export interface ProviderDeps {
  * id_token_hint); the current key comes first, which is the one oidc-provider signs with, and
  * access tokens name its kid explicitly.
  */
-export function providerJwks(keys: KeySet): { keys: JWK[] } {
+export function providerJwks(keys: KeySet): { keys: (JWK | ExternalSigningKey)[] } {
   const ordered = [keys.current, ...keys.published.filter((k) => k.kid !== keys.current.kid)];
-  return { keys: ordered.map((k) => k.privateJwk as JWK) };
+  return { keys: ordered.map((k) => (k.external ? new TokenHeldKey(k) : (k.privateJwk as JWK))) };
+}
+
+/**
+ * A key whose private half stays in a PKCS#11 token: oidc-provider hands it the JWS signing
+ * input and publishes its public half (oidc-provider's external signing support).
+ */
+class TokenHeldKey extends ExternalSigningKey {
+  readonly #key: SigningKey;
+  #public?: KeyObject;
+
+  constructor(key: SigningKey) {
+    super();
+    this.#key = key;
+  }
+
+  override get kid(): string {
+    return this.#key.kid;
+  }
+
+  override get alg(): string {
+    return this.#key.alg;
+  }
+
+  override keyObject(): KeyObject {
+    this.#public ??= createPublicKey({ key: this.#key.publicJwk as never, format: 'jwk' });
+    return this.#public;
+  }
+
+  override sign(data: Uint8Array): Promise<Uint8Array> {
+    return this.#key.external!.sign(data);
+  }
 }
 
 /** Extra client metadata, as oidc-provider exposes it (camelCase) on the client instance. */
@@ -270,6 +307,11 @@ export function buildProvider(deps: ProviderDeps): Provider {
     },
     features: {
       devInteractions: { enabled: false },
+      // Keys held by a PKCS#11 token sign through ExternalSigningKey (keys/pkcs11.ts).
+      externalSigningSupport: {
+        enabled: deps.keys.published.some((k) => k.external),
+        ack: 'experimental-01',
+      },
       clientCredentials: { enabled: true },
       // RFC 8705: tls_client_auth (subject DN, CA-verified), self_signed_tls_client_auth
       // (registered JWK) and certificate-bound access tokens (cnf.x5t#S256).
