@@ -82,6 +82,8 @@ export class FederationFixture {
   de!: UpstreamIdp;
   global!: UpstreamIdp;
   dbs!: Awaited<ReturnType<typeof freshDatabases>>;
+  /** The databases the brokers use (the fresh ones unless `start` was given others). */
+  urls!: { control: string; eu: string; us: string };
   readonly pepper = randomBytes(32).toString('base64');
   readonly apps: Record<string, App> = {};
   readonly upstreamSecrets: Record<string, string> = {};
@@ -96,9 +98,19 @@ export class FederationFixture {
       logLevel?: string;
       /** More environment for both brokers. */
       env?: Record<string, string>;
+      /**
+       * Databases to use instead of fresh ones on the run's server, e.g. on a PostgreSQL server
+       * the test starts and stops itself (test/fault-*.spec.ts).
+       */
+      databaseUrls?: { control?: string; eu?: string; us?: string };
     } = {},
   ): Promise<this> {
     this.dbs = await freshDatabases(prefix, ['eu', 'us']);
+    this.urls = {
+      control: o.databaseUrls?.control ?? this.dbs.control.url,
+      eu: o.databaseUrls?.eu ?? this.dbs.region.eu!.url,
+      us: o.databaseUrls?.us ?? this.dbs.region.us!.url,
+    };
     this.de = await startUpstreamIdp({ users: [ANNA] });
     this.global = await startUpstreamIdp({
       users: [BOB, CARLA, KENJI, DORA, { ...ANNA, username: 'anna-g' }],
@@ -112,15 +124,15 @@ export class FederationFixture {
     [this.eu, this.us] = await Promise.all([
       spawnBroker({
         region: 'eu',
-        controlUrl: this.dbs.control.url,
-        regionUrl: this.dbs.region.eu!.url,
+        controlUrl: this.urls.control,
+        regionUrl: this.urls.eu,
         kek: newKek(),
         extra,
       }),
       spawnBroker({
         region: 'us',
-        controlUrl: this.dbs.control.url,
-        regionUrl: this.dbs.region.us!.url,
+        controlUrl: this.urls.control,
+        regionUrl: this.urls.us,
         kek: newKek(),
         extra,
       }),
@@ -397,13 +409,13 @@ export class FederationFixture {
 
   /** The region database URL of `region`. */
   regionUrl(region: 'eu' | 'us'): string {
-    return this.dbs.region[region]!.url;
+    return this.urls[region];
   }
 
   /** What `pg_dump` (or every row) of the control database and each region database holds now. */
   async dumps(): Promise<{ control: string; eu: string; us: string }> {
     const [control, eu, us] = await Promise.all([
-      dumpDatabase(this.dbs.control.url),
+      dumpDatabase(this.urls.control),
       dumpDatabase(this.regionUrl('eu')),
       dumpDatabase(this.regionUrl('us')),
     ]);

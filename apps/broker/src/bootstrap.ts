@@ -14,7 +14,9 @@ import { BrokerRuntime } from './broker-runtime';
 import { BrokerModule } from './broker.module';
 import type { BrokerState } from './broker-state';
 import { BrokerErrorFilter } from './error.filter';
+import { Drain, SHUTDOWN_RETRY_AFTER_SECONDS } from './drain';
 import { createDispatcher } from './http-dispatch';
+import { isPagePath, unavailableAnswer } from './unavailable';
 
 export interface RunningBroker {
   server: Server;
@@ -101,7 +103,7 @@ export async function startBroker(
       validationError: { target: false, value: false },
     }),
   );
-  app.useGlobalFilters(new BrokerErrorFilter(logger));
+  app.useGlobalFilters(new BrokerErrorFilter(logger, runtime.outage));
   const document = SwaggerModule.createDocument(
     app,
     new DocumentBuilder()
@@ -137,8 +139,23 @@ export async function startBroker(
     metrics,
     trustedProxies: new Set(config.trustedProxies),
     clientCertHeader: config.clientCertHeader,
+    refuseUnavailable: runtime.outage.gate,
   });
-  const server = createServer(dispatch);
+  // SIGTERM: requests already accepted finish, later ones get a clean 503 (drain.ts).
+  const basePath = new URL(config.issuer).pathname.replace(/\/+$/, '');
+  const drain = new Drain((req, res) => {
+    const a = unavailableAnswer({
+      region: config.region,
+      description: 'this broker is shutting down; try again',
+      page: isPagePath((req.url ?? '/').slice(basePath.length)),
+      acceptLanguage: req.headers['accept-language'],
+      retryAfterSeconds: SHUTDOWN_RETRY_AFTER_SECONDS,
+    });
+    res.writeHead(a.status, a.headers).end(a.body);
+  });
+  const handler = drain.wrap(dispatch);
+  const server = createServer(handler);
+  drain.attach(server, { tls: false });
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
   server.requestTimeout = 30_000;
@@ -175,8 +192,9 @@ export async function startBroker(
         rejectUnauthorized: false,
         minVersion: 'TLSv1.2',
       },
-      dispatch,
+      handler,
     );
+    drain.attach(tlsServer, { tls: true });
     await new Promise<void>((resolve, reject) => {
       tlsServer!.once('error', reject);
       tlsServer!.listen(config.tls!.port, config.host, () => resolve());
@@ -188,22 +206,13 @@ export async function startBroker(
   const close = () =>
     (closing ??= (async () => {
       state.shuttingDown = true;
-      const drained = Promise.all(
-        [server, tlsServer]
-          .filter((s) => s !== undefined)
-          .map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
+      const requests = await drain.drain(
+        [server, tlsServer].filter((s) => s !== undefined),
+        config.shutdownGraceMs,
       );
-      server.closeIdleConnections();
-      tlsServer?.closeIdleConnections();
-      const timer = setTimeout(() => {
-        server.closeAllConnections();
-        tlsServer?.closeAllConnections();
-      }, config.shutdownGraceMs);
-      await drained;
-      clearTimeout(timer);
       await app.close();
       await runtime.close();
-      logger.info('broker stopped');
+      logger.info({ requests }, 'broker stopped');
     })());
 
   return { server, tlsServer, url, state, logger, close };

@@ -10,6 +10,7 @@ import type { BrokerConfig } from '@meridian/config';
 import {
   ControlDatabase,
   RegionDatabase,
+  DatabaseAvailability,
   claimRegionDatabase,
   createControlDataSource,
   createRegionDataSource,
@@ -49,6 +50,7 @@ import type { BrokerMetrics } from '@meridian/observability';
 import { adminRolesFor } from '@meridian/console';
 
 import { PeerErasure } from './peer-erasure';
+import { OutageResponder } from './unavailable';
 
 export const INTERACTION_PREFIX = '/interaction/';
 
@@ -80,6 +82,9 @@ export class BrokerRuntime {
   readonly login: LoginService;
   readonly retention: RetentionJob;
   readonly peerErasure: PeerErasure;
+  /** Which database answers now; routes that need one that does not are refused with 503. */
+  readonly availability: DatabaseAvailability;
+  readonly outage: OutageResponder;
   private retentionTimer?: NodeJS.Timeout;
 
   private constructor(
@@ -143,6 +148,17 @@ export class BrokerRuntime {
       logger: this.logger.child({ component: 'erasure' }),
       timeoutMs: config.upstreamTimeoutMs,
     });
+    this.availability = new DatabaseAvailability(
+      { control: () => controlDb.query('select 1'), region: () => regionDb.query('select 1') },
+      {
+        onChange: (database, available, reason) => {
+          if (available) this.logger.info({ database }, 'database answers again: serving');
+          else
+            this.logger.error({ database, reason }, 'database unavailable: refusing requests that need it');
+        },
+      },
+    );
+    this.outage = new OutageResponder(config.region, this.availability);
   }
 
   private peerIssuers: { at: number; map: Map<string, string> } | undefined;
@@ -292,6 +308,7 @@ export class BrokerRuntime {
     await this.upsertPeerClient();
     await this.upsertConsoleClient();
     this.rebuildProvider();
+    this.availability.start();
     if (config.retentionIntervalSeconds > 0) {
       this.retentionTimer = setInterval(() => {
         this.retention
@@ -361,6 +378,8 @@ export class BrokerRuntime {
       account: (client, sub) => this.login.account(client, sub),
       pairwiseSecret: this.config.locatorPepper,
     });
+    // First, so it is the outermost middleware: database outages become 503 (unavailable.ts).
+    this.outage.installOn(provider);
     // RP-Initiated Logout: once the broker session is over, end the upstream (or home broker)
     // session the person came through.
     provider.use(async (ctx, next) => {
@@ -489,6 +508,7 @@ export class BrokerRuntime {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.availability.stop();
     if (this.refreshTimer) clearInterval(this.refreshTimer);
     if (this.retentionTimer) clearInterval(this.retentionTimer);
     await Promise.allSettled([this.controlDb.dataSource.destroy(), this.regionDb.dataSource.destroy()]);

@@ -1,7 +1,9 @@
 import { ArgumentsHost, Catch, HttpException, type ExceptionFilter } from '@nestjs/common';
-import type { Response } from 'express';
+import type { Request, Response } from 'express';
 import type { Logger } from 'pino';
 import { AdminError, BearerError, adminErrorStatus } from '@meridian/admin';
+import { isDatabaseUnavailable } from '@meridian/persistence';
+import type { OutageResponder } from './unavailable';
 
 /**
  * One place that turns errors into answers. Clients see an OAuth-style `error` and a
@@ -9,11 +11,19 @@ import { AdminError, BearerError, adminErrorStatus } from '@meridian/admin';
  */
 @Catch()
 export class BrokerErrorFilter implements ExceptionFilter {
-  constructor(private readonly logger: Logger) {}
+  constructor(
+    private readonly logger: Logger,
+    private readonly outage?: OutageResponder,
+  ) {}
 
   catch(exception: unknown, host: ArgumentsHost): void {
     const res = host.switchToHttp().getResponse<Response>();
     if (res.headersSent) return;
+    if (this.outage && isDatabaseUnavailable(exception)) {
+      // A database went away during the request: 503 naming it, not a 500 (unavailable.ts).
+      void this.outage.sendExpress(host.switchToHttp().getRequest<Request>(), res);
+      return;
+    }
     if (exception instanceof AdminError) {
       const { status, error } = adminErrorStatus(exception.code);
       res

@@ -47,6 +47,11 @@ export interface DispatchDeps {
   /** RFC 8705: proxies whose client-certificate header is believed, and its name. */
   trustedProxies: ReadonlySet<string>;
   clientCertHeader: string;
+  /**
+   * Fail closed (RFC 9110 §15.6.4): answers 503 and returns true when the route needs a database
+   * that is down (see unavailable.ts).
+   */
+  refuseUnavailable?: (req: IncomingMessage, res: ServerResponse, route: string) => boolean;
 }
 
 function isNestPath(path: string): boolean {
@@ -115,6 +120,7 @@ export function createDispatcher(deps: DispatchDeps): Handler {
       };
       logger[level](line, 'request');
     });
+    if (deps.refuseUnavailable?.(req, res, group)) return;
     if (nest) return deps.nest(req, res);
     if (path === '/jwks' && req.method === 'GET') {
       res.writeHead(200, {

@@ -35,7 +35,8 @@ export type FederationErrorCode =
   | 'ERR_LOGIN_EXPIRED'
   | 'ERR_RESIDENCY_REFUSED'
   | 'ERR_RESIDENCY_STORAGE_REFUSED'
-  | 'ERR_HANDOFF_MISROUTED';
+  | 'ERR_HANDOFF_MISROUTED'
+  | 'ERR_HANDOFF_UNAVAILABLE';
 
 export class FederationError extends Error {
   constructor(

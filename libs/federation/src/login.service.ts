@@ -10,6 +10,7 @@ import type Provider from 'oidc-provider';
 import type { JWK } from 'jose';
 import type { Logger } from 'pino';
 import type { AuditLog } from '@meridian/audit';
+import { isDatabaseUnavailable } from '@meridian/persistence';
 import {
   decide,
   decisionFor,
@@ -38,6 +39,15 @@ const RELAYABLE_ERRORS = new Set([
   'server_error',
   'interaction_required',
 ]);
+/** The home broker of a hand-off cannot take it now; `problem` goes to logs and audit only. */
+function handOffUnavailable(home: string, problem: string): FederationError {
+  return new FederationError(
+    'ERR_HANDOFF_UNAVAILABLE',
+    `the sign-in must continue at your home region ${home}, which is unavailable right now; try again in a few minutes`,
+    problem,
+  );
+}
+
 /** The client id a broker uses at its peers: one per region, provisioned in the control plane. */
 export const peerClientId = (region: string) => `meridian-region-${region}`;
 
@@ -187,6 +197,8 @@ export class LoginService {
       // so they pass through unchanged (an upstream IdP's text never does).
       const relayed =
         tx.kind === 'peer' && err instanceof FederationError ? err.authorizationError : undefined;
+      if (tx.kind === 'peer' && err instanceof FederationError && err.code === 'ERR_UPSTREAM_TIMEOUT')
+        return this.failWith(tx.interactionUid, handOffUnavailable(tx.target, err.detail ?? err.message));
       if (relayed && RELAYABLE_ERRORS.has(relayed.error)) {
         return this.fail(
           tx.interactionUid,
@@ -243,11 +255,17 @@ export class LoginService {
 
   /** Sends the browser to the home broker, which runs the upstream login and keeps the profile. */
   private async handOff(uid: string, home: string, federationId: string): Promise<LoginAnswer> {
-    const start = await this.deps.upstream.start(await this.peerTarget(home), {
-      redirectUri: this.callbackUrl,
-      scope: 'openid',
-      extra: { idp_hint: federationId },
-    });
+    const target = await this.peerTarget(home);
+    // Only to a home broker that can take the login now (its databases answer): otherwise the
+    // person would meet a connection error or a 503 at the other region instead of a clear
+    // answer here. Never a fallback to another region: the login stops.
+    const problem = await this.deps.upstream.probe(`${target.issuer.replace(/\/+$/, '')}/readyz`);
+    if (problem) throw handOffUnavailable(home, problem);
+    const start = await this.deps.upstream.start(
+      target,
+      { redirectUri: this.callbackUrl, scope: 'openid', extra: { idp_hint: federationId } },
+      { probed: true },
+    );
     await this.deps.transactions.save({
       state: start.state,
       interactionUid: uid,
@@ -571,6 +589,18 @@ export class LoginService {
   }
 
   private async failWith(uid: string, err: unknown): Promise<LoginAnswer> {
+    if (isDatabaseUnavailable(err)) {
+      // Fail closed, and say so: the login cannot be completed without this region's databases.
+      this.deps.logger.warn(
+        { err: { message: (err as Error).message } },
+        'login stopped: database unavailable',
+      );
+      return this.fail(
+        uid,
+        'temporarily_unavailable',
+        `the sign-in is temporarily unavailable at region ${this.deps.region} (a database does not answer); try again in a few seconds`,
+      );
+    }
     if (!(err instanceof FederationError)) {
       this.deps.logger.error(
         { err: { message: (err as Error)?.message, stack: (err as Error)?.stack } },
@@ -588,6 +618,7 @@ export class LoginService {
     });
     switch (err.code) {
       case 'ERR_UPSTREAM_TIMEOUT':
+      case 'ERR_HANDOFF_UNAVAILABLE':
         return this.fail(uid, 'temporarily_unavailable', err.message);
       case 'ERR_FEDERATION_NO_SECRET':
       case 'ERR_FEDERATION_DISCOVERY':

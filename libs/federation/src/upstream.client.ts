@@ -145,10 +145,44 @@ export class UpstreamClient {
     return config;
   }
 
+  /**
+   * Whether `url` answers 200 within the timeout; why not otherwise. A peer broker's `/readyz`
+   * says it can take a hand-off (its databases answer, it is not shutting down).
+   */
+  async probe(url: string): Promise<string | undefined> {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(this.timeoutMs), redirect: 'manual' });
+      await res.body?.cancel();
+      return res.status === 200 ? undefined : `it answered ${res.status}`;
+    } catch (err) {
+      return describe(err);
+    }
+  }
+
   async start(
     target: UpstreamTarget,
     params: { redirectUri: string; scope: string; extra?: Record<string, string> },
+    opts: { probed?: boolean } = {},
   ): Promise<UpstreamLoginStart> {
+    if (!opts.probed && this.configs.has(target.key)) {
+      // The discovery document is cached: without a request to the provider, a person would be
+      // sent to one that is down and see only their browser's connection error. One bounded GET
+      // turns that into a clear temporarily_unavailable for the app.
+      const discovery = `${target.issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
+      const problem = await this.probe(discovery);
+      if (problem) {
+        const host = new URL(target.issuer).host;
+        throw new FederationError(
+          'ERR_UPSTREAM_TIMEOUT',
+          problem === 'no answer in time'
+            ? `the identity provider (${host}) did not answer in time`
+            : problem.startsWith('it answered')
+              ? `the identity provider (${host}) is unavailable`
+              : `the identity provider (${host}) cannot be reached`,
+          problem,
+        );
+      }
+    }
     const config = await this.config(target);
     const codeVerifier = oidc.randomPKCECodeVerifier();
     const state = oidc.randomState();

@@ -77,6 +77,9 @@ function makeDataSource(opts: DataSourceOptions, migrations: (new () => object)[
       max: opts.poolSize ?? 10,
       application_name: opts.applicationName ?? 'meridian',
       statement_timeout: 10_000,
+      // statement_timeout is the server's: a server that stops answering (frozen, partitioned)
+      // never sends it. The client gives up a little later on its own, so no request hangs.
+      query_timeout: 12_000,
       idle_in_transaction_session_timeout: 30_000,
     },
   });

@@ -1,2 +1,3 @@
 export * from './data-sources';
 export * from './embedded-postgres';
+export * from './availability';
