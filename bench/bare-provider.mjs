@@ -1,6 +1,8 @@
 // A bare oidc-provider issuing ES256-signed RFC 9068 JWT access tokens by
-// client_credentials (client_secret_basic): the baseline the Meridian broker is
-// compared with in bench/client-credentials.mjs.
+// client_credentials (client_secret_basic): the peer the Meridian broker is compared with in
+// the benchmark suite (bench/run.mjs: client_credentials, introspection, jwks). For the
+// introspection peer it also issues opaque access tokens for a second resource
+// (BENCH_OPAQUE_AUDIENCE), kept in its in-memory adapter and introspected from there.
 //
 // Runs in its own process so its CPU and RSS are separate from the load
 // generator. Served with node:http directly (no express), in-memory adapter.
@@ -9,6 +11,7 @@
 //   BENCH_CLIENT_ID      client_id of the benchmark client (default bench-client)
 //   BENCH_CLIENT_SECRET  its secret (required)
 //   BENCH_AUDIENCE       resource indicator / audience (default https://api.bench.local)
+//   BENCH_OPAQUE_AUDIENCE  resource whose access tokens are opaque (default https://opaque.bench.local)
 //   BENCH_PORT           listen port on 127.0.0.1 (default 0 = any free port)
 //
 // When ready it sends { type: 'ready', port, issuer, pid } over the IPC channel
@@ -21,6 +24,7 @@ import Provider from 'oidc-provider';
 const clientId = process.env.BENCH_CLIENT_ID || 'bench-client';
 const clientSecret = process.env.BENCH_CLIENT_SECRET;
 const audience = process.env.BENCH_AUDIENCE || 'https://api.bench.local';
+const opaqueAudience = process.env.BENCH_OPAQUE_AUDIENCE || 'https://opaque.bench.local';
 const wantedPort = Number(process.env.BENCH_PORT || 0);
 
 if (!clientSecret) {
@@ -72,13 +76,21 @@ const provider = new Provider(issuer, {
       enabled: true,
       defaultResource: () => audience,
       useGrantedResource: () => true,
-      getResourceServerInfo: () => ({
-        scope: 'read write',
-        audience,
-        accessTokenTTL: 300,
-        accessTokenFormat: 'jwt',
-        jwt: { sign: { alg: 'ES256' } },
-      }),
+      getResourceServerInfo: (_ctx, resourceIndicator) =>
+        resourceIndicator === opaqueAudience
+          ? {
+              scope: 'read write',
+              audience: opaqueAudience,
+              accessTokenTTL: 3600,
+              accessTokenFormat: 'opaque',
+            }
+          : {
+              scope: 'read write',
+              audience,
+              accessTokenTTL: 3600,
+              accessTokenFormat: 'jwt',
+              jwt: { sign: { alg: 'ES256' } },
+            },
     },
   },
 });
