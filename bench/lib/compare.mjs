@@ -49,14 +49,18 @@ export function compareResults(base, current) {
     const worse = m.better === 'higher' ? change < 0 : change > 0;
     const beyond = m.better === 'higher' ? m.value.max < o.value.min : m.value.min > o.value.max;
     const better = m.better === 'higher' ? m.value.min > o.value.max : m.value.max < o.value.min;
+    // One round (or one point) has no spread: a change is then only reported, never judged.
+    const noSpread = !(m.value.max > m.value.min) || !(o.value.max > o.value.min);
     const verdict =
-      worse && beyond
-        ? 'REGRESSION'
-        : !worse && better
-          ? 'better'
-          : Math.abs(change) < 0.02
-            ? 'same'
-            : 'within spread';
+      Math.abs(change) < 0.02
+        ? 'same'
+        : noSpread
+          ? `${worse ? 'worse' : 'better'} (no spread to judge)`
+          : worse && beyond
+            ? 'REGRESSION'
+            : !worse && better
+              ? 'better'
+              : 'within spread';
     rows.push({ ...m, old: o.value, change, verdict });
   }
   const params = (r) =>
