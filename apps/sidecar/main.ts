@@ -35,6 +35,7 @@ async function main(): Promise<void> {
       routes: config.routes.map((r) => ({ rule: r.source, scopes: r.scopes })),
       region: config.region,
       extAuthzPrefix: config.extAuthzPrefix ?? 'off',
+      securityReport: config.report ? { url: config.report.url, clientId: config.report.clientId } : 'off',
       tls: config.tls ? { certFile: config.tls.certFile, clientCa: config.tls.clientCaFile ?? 'any' } : 'off',
       // Key ids only, never key material.
       decryptionKeys: config.decryptionKeys?.map((k) => k.kid ?? k.kty),

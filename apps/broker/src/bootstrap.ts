@@ -140,6 +140,7 @@ export async function startBroker(
     trustedProxies: new Set(config.trustedProxies),
     clientCertHeader: config.clientCertHeader,
     refuseUnavailable: runtime.outage.gate,
+    admission: runtime.security.admission,
   });
   // SIGTERM: requests already accepted finish, later ones get a clean 503 (drain.ts).
   const basePath = new URL(config.issuer).pathname.replace(/\/+$/, '');

@@ -48,6 +48,7 @@ import {
 } from '@meridian/federation';
 import type { BrokerMetrics } from '@meridian/observability';
 import { adminRolesFor } from '@meridian/console';
+import { SecurityRuntime } from '@meridian/security';
 
 import { PeerErasure } from './peer-erasure';
 import { OutageResponder } from './unavailable';
@@ -82,6 +83,8 @@ export class BrokerRuntime {
   readonly login: LoginService;
   readonly retention: RetentionJob;
   readonly peerErasure: PeerErasure;
+  /** Abuse limits, load shedding and anomaly detectors (libs/security). */
+  readonly security: SecurityRuntime;
   /** Which database answers now; routes that need one that does not are refused with 503. */
   readonly availability: DatabaseAvailability;
   readonly outage: OutageResponder;
@@ -117,6 +120,22 @@ export class BrokerRuntime {
     this.locator = new SubjectLocator(controlDb, config.locatorPepper);
     this.subjects = new SubjectStore(regionDb, this.audit, this.locator, config.locatorPepper);
     this.transactions = new LoginTransactionStore(regionDb);
+    this.security = new SecurityRuntime({
+      config: config.security,
+      region: config.region,
+      issuer: config.issuer,
+      regionDb,
+      audit: this.audit,
+      registry: metrics.registry,
+      logger: this.logger.child({ component: 'security' }),
+      trustedProxies: config.trustedProxies,
+      pepper: config.locatorPepper,
+      publicKeys: () => ({
+        fingerprint: this.keySet.fingerprint,
+        keys: this.keySet.published.map((k) => k.publicJwk),
+      }),
+      verifyToken: (token, audience) => this.tokenStatus.verify(token, { audience }),
+    });
     this.login = new LoginService({
       region: config.region,
       issuer: config.issuer,
@@ -137,6 +156,7 @@ export class BrokerRuntime {
         audience: ADMIN_AUDIENCE,
         of: (principal) => adminRolesFor(config.consoleRoles, principal),
       },
+      security: this.security.loginEvents,
     });
     this.retention = new RetentionJob(regionDb, this.subjects, this.policies, this.audit);
     this.peerErasure = new PeerErasure({
@@ -309,6 +329,7 @@ export class BrokerRuntime {
     await this.upsertConsoleClient();
     this.rebuildProvider();
     this.availability.start();
+    this.security.start();
     if (config.retentionIntervalSeconds > 0) {
       this.retentionTimer = setInterval(() => {
         this.retention
@@ -405,6 +426,7 @@ export class BrokerRuntime {
         ctx.redirect(next303);
       }
     });
+    this.security.installInto(provider);
     installTokenStatus(provider, this.tokenStatus, async (caller, payload) => {
       if (caller === payload.client_id || caller === this.config.adminClientId) return true;
       const aud = Array.isArray(payload.aud) ? payload.aud : [payload.aud];
@@ -509,6 +531,7 @@ export class BrokerRuntime {
     if (this.closed) return;
     this.closed = true;
     this.availability.stop();
+    this.security.stop();
     if (this.refreshTimer) clearInterval(this.refreshTimer);
     if (this.retentionTimer) clearInterval(this.retentionTimer);
     await Promise.allSettled([this.controlDb.dataSource.destroy(), this.regionDb.dataSource.destroy()]);

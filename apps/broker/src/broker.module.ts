@@ -3,6 +3,7 @@ import { TerminusModule } from '@nestjs/terminus';
 import { BrokerConfigModule } from '@meridian/config';
 import { AdminModule } from '@meridian/admin';
 import { ConsoleModule } from '@meridian/console';
+import { SecurityModule } from '@meridian/security';
 import { consoleClientId } from '@meridian/tokens';
 import { BROKER_RUNTIME, type BrokerState } from './broker-state';
 import { InteractionController } from './interaction.controller';
@@ -60,6 +61,7 @@ export class BrokerModule {
           timeoutMs: runtime.config.upstreamTimeoutMs,
           logger: runtime.logger.child({ component: 'console' }),
         }),
+        SecurityModule.register(() => runtime.security),
       ],
       controllers: [OpsController, InteractionController, PeerController],
       providers: [{ provide: BROKER_RUNTIME, useValue: state }],

@@ -21,6 +21,7 @@ const NEST_PREFIXES = [
   '/interaction',
   '/federation',
   '/console',
+  '/security',
 ];
 const QUIET = new Set(['/healthz', '/readyz', '/metrics']);
 const OP_ROUTES: Record<string, string> = {
@@ -52,6 +53,16 @@ export interface DispatchDeps {
    * that is down (see unavailable.ts).
    */
   refuseUnavailable?: (req: IncomingMessage, res: ServerResponse, route: string) => boolean;
+  /**
+   * Load shedding and rate limits (libs/security): `true` routes the request; otherwise it was
+   * answered (`'quiet'`: a shed request, logged at debug only — overload is no time for a line
+   * per request). May decide asynchronously.
+   */
+  admission?: (
+    req: IncomingMessage,
+    res: ServerResponse,
+    route: string,
+  ) => boolean | 'quiet' | Promise<boolean>;
 }
 
 function isNestPath(path: string): boolean {
@@ -81,6 +92,23 @@ export function createDispatcher(deps: DispatchDeps): Handler {
   const basePath = deps.issuer.pathname.replace(/\/+$/, '');
   const issuerHost = deps.issuer.host;
   const issuerProto = deps.issuer.protocol.slice(0, -1);
+  const route = (req: IncomingMessage, res: ServerResponse, path: string, nest: boolean): void => {
+    if (nest) return deps.nest(req, res);
+    if (path === '/jwks' && req.method === 'GET') {
+      res.writeHead(200, {
+        'content-type': 'application/jwk-set+json',
+        'cache-control': 'public, max-age=60',
+      });
+      res.end(deps.jwks());
+      return;
+    }
+    // oidc-provider builds endpoint URLs from the request; pin them to the issuer so a forged
+    // Host or X-Forwarded-Host can never make discovery point somewhere else.
+    req.headers.host = issuerHost;
+    req.headers['x-forwarded-proto'] = issuerProto;
+    delete req.headers['x-forwarded-host'];
+    deps.op()(req, res);
+  };
   return (req, res) => {
     const started = process.hrtime.bigint();
     const url = req.url ?? '/';
@@ -101,13 +129,19 @@ export function createDispatcher(deps: DispatchDeps): Handler {
     attachClientCertificate(req, { trustedProxies: deps.trustedProxies, header: deps.clientCertHeader });
     const nest = isNestPath(path);
     const group = routeGroup(path, nest);
+    let quiet = false;
     res.on('finish', () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       observe(group, res.statusCode, seconds);
       // Refusals and failures are operations news; the stream of successful requests is counted
       // by the metrics and logged only at debug (a log line costs more than a signature).
-      const level =
-        res.statusCode >= 500 ? 'error' : res.statusCode >= 400 && !QUIET.has(path) ? 'info' : 'debug';
+      const level = quiet
+        ? 'debug'
+        : res.statusCode >= 500
+          ? 'error'
+          : res.statusCode >= 400 && !QUIET.has(path)
+            ? 'info'
+            : 'debug';
       if (!logger.isLevelEnabled(level)) return;
       // Path only: query strings carry codes and state.
       const line = {
@@ -121,20 +155,17 @@ export function createDispatcher(deps: DispatchDeps): Handler {
       logger[level](line, 'request');
     });
     if (deps.refuseUnavailable?.(req, res, group)) return;
-    if (nest) return deps.nest(req, res);
-    if (path === '/jwks' && req.method === 'GET') {
-      res.writeHead(200, {
-        'content-type': 'application/jwk-set+json',
-        'cache-control': 'public, max-age=60',
-      });
-      res.end(deps.jwks());
-      return;
-    }
-    // oidc-provider builds endpoint URLs from the request; pin them to the issuer so a forged
-    // Host or X-Forwarded-Host can never make discovery point somewhere else.
-    req.headers.host = issuerHost;
-    req.headers['x-forwarded-proto'] = issuerProto;
-    delete req.headers['x-forwarded-host'];
-    deps.op()(req, res);
+    const admitted = deps.admission ? deps.admission(req, res, group) : true;
+    if (admitted === true) return route(req, res, path, nest);
+    if (admitted === 'quiet') quiet = true;
+    else if (admitted !== false)
+      admitted.then(
+        (ok) => ok && route(req, res, path, nest),
+        (err: unknown) => {
+          logger.error({ err: { message: (err as Error).message } }, 'admission failed');
+          if (!res.headersSent)
+            res.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"server_error"}');
+        },
+      );
   };
 }

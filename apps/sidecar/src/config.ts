@@ -8,6 +8,7 @@ import { isIP } from 'node:net';
 import type { JWK } from 'jose';
 import { parseDecryptionKeys } from './decryption-keys';
 import { parseRoutes, type RouteRule } from './routes';
+import type { SecurityReportConfig } from './security-report';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -43,6 +44,8 @@ export interface SidecarConfig {
   clockToleranceSeconds: number;
   shutdownGraceMs: number;
   logLevel: LogLevel;
+  /** Security events reported to the broker (SIDECAR_REPORT_*); undefined: not reported. */
+  report: SecurityReportConfig | undefined;
 }
 
 export interface SidecarTlsConfig {
@@ -306,6 +309,47 @@ export function validateSidecarEnv(
   const logLevel = (get('LOG_LEVEL') ?? 'info') as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) errors.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
 
+  let report: SecurityReportConfig | undefined;
+  const reportUrl = get('SIDECAR_REPORT_URL');
+  const reportClientId = get('SIDECAR_REPORT_CLIENT_ID');
+  const reportSecret = get('SIDECAR_REPORT_CLIENT_SECRET');
+  const reportIntervalMs = wholeNumber(get('SIDECAR_REPORT_INTERVAL_MS'), 5000, 100, 600_000);
+  if (reportIntervalMs === undefined)
+    errors.push('SIDECAR_REPORT_INTERVAL_MS must be 100-600000: how often pending security events are sent');
+  if (reportUrl !== undefined) {
+    const url = parseUrl(reportUrl);
+    if (
+      !url ||
+      !/\/security\/events$/.test(url.pathname) ||
+      url.search ||
+      url.hash ||
+      url.username ||
+      url.password
+    )
+      errors.push(
+        "SIDECAR_REPORT_URL must be the broker's security events endpoint, e.g. https://eu.id.example.com/security/events",
+      );
+    else if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackHost(url.hostname)))
+      errors.push('SIDECAR_REPORT_URL must be https (http:// is allowed only on loopback)');
+    if (reportClientId === undefined)
+      errors.push(
+        'SIDECAR_REPORT_CLIENT_ID is required with SIDECAR_REPORT_URL: a client_credentials client of the broker registered for urn:meridian:security-events',
+      );
+    if (reportSecret === undefined)
+      errors.push("SIDECAR_REPORT_CLIENT_SECRET is required with SIDECAR_REPORT_URL: that client's secret");
+    if (url && reportClientId && reportSecret && reportIntervalMs !== undefined)
+      report = {
+        url: reportUrl,
+        clientId: reportClientId,
+        clientSecret: reportSecret,
+        intervalMs: reportIntervalMs,
+      };
+  } else if (reportClientId !== undefined || reportSecret !== undefined) {
+    errors.push(
+      'SIDECAR_REPORT_URL is required with SIDECAR_REPORT_CLIENT_ID/SECRET: where to send security events',
+    );
+  }
+
   if (errors.length) return { ok: false, errors };
   return {
     ok: true,
@@ -329,6 +373,7 @@ export function validateSidecarEnv(
       clockToleranceSeconds: clockToleranceSeconds!,
       shutdownGraceMs: shutdownGraceMs!,
       logLevel,
+      report,
     },
   };
 }

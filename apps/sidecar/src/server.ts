@@ -14,6 +14,7 @@ import type { SidecarConfig } from './config';
 import { watchDecryptionKeys } from './decryption-keys';
 import { callerIdentityHeaders, downstreamResponseHeaders, upstreamRequestHeaders } from './headers';
 import { createSidecarMetrics, type Mode, type SidecarMetrics } from './metrics';
+import { SecurityReporter } from './security-report';
 import { listenerTlsOptions, peerCertificate, watchTlsFiles, type TlsWatch } from './tls';
 
 export interface SidecarDeps {
@@ -27,6 +28,8 @@ export interface RunningSidecar {
   readonly server: http.Server;
   readonly verifier: Verifier;
   readonly metrics: SidecarMetrics;
+  /** Security events for the broker (SIDECAR_REPORT_URL); undefined when not configured. */
+  readonly reporter: SecurityReporter | undefined;
   /** Stops accepting, lets in-flight requests finish (up to the grace period), then closes. */
   close(): Promise<void>;
 }
@@ -88,6 +91,9 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
       ...(keySource ? { decryptionKeys: keySource.keys } : {}),
     });
   const metrics = createSidecarMetrics(verifier);
+  const reporter = config.report
+    ? new SecurityReporter(config.report, { audience: config.audience, region: config.region }, log)
+    : undefined;
   const policy: AuthorizationPolicy = {
     requiredScopes: config.requiredScopes,
     routes: config.routes,
@@ -192,6 +198,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
     started: number,
   ) {
     metrics.denied(mode, decision.reason);
+    reporter?.refused(decision.reason, req.headers);
     log.info(
       {
         mode,
@@ -477,6 +484,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
   const port = (server.address() as AddressInfo).port;
 
   kickBundle();
+  reporter?.start();
   // Until a first bundle is in use, keep trying (the verifier's cooldown paces the fetches).
   const retry = setInterval(
     () => {
@@ -493,6 +501,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
     server,
     verifier,
     metrics,
+    reporter,
     close() {
       closing ??= new Promise<void>((resolve) => {
         draining = true;
@@ -504,7 +513,8 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
         server.close(() => {
           clearTimeout(force);
           agent.destroy();
-          resolve();
+          // What was seen up to the end still reaches the broker.
+          void (reporter?.close() ?? Promise.resolve()).then(() => resolve());
         });
         server.closeIdleConnections();
       });

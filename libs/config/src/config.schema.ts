@@ -11,6 +11,7 @@ import {
   parseKeyProviderEnv,
   type SigningKeyProviderConfig,
 } from './key-provider-config';
+import { SECURITY_SENSITIVE_VARIABLES, parseSecurityEnv, type SecurityConfig } from './security-config';
 
 export type SigningAlg = 'ES256' | 'RS256' | 'PS256' | 'EdDSA';
 export const SIGNING_ALGS: readonly SigningAlg[] = ['ES256', 'RS256', 'PS256', 'EdDSA'];
@@ -62,6 +63,8 @@ export interface BrokerConfig {
   consoleApiUrl?: string;
   /** Where signing keys are generated and used: sealed under the KEK, or inside a PKCS#11 token. */
   signingKeyProvider: SigningKeyProviderConfig;
+  /** Abuse limits, load shedding, anomaly detectors and their alert webhook (security-config.ts). */
+  security: SecurityConfig;
 }
 
 export interface ConfigWarning {
@@ -81,6 +84,7 @@ export const SENSITIVE_VARIABLES = new Set([
   'CONTROL_DATABASE_URL',
   'REGION_DATABASE_URL',
   ...KEY_PROVIDER_SENSITIVE_VARIABLES,
+  ...SECURITY_SENSITIVE_VARIABLES,
 ]);
 
 const REGION_RE = /^[a-z][a-z0-9-]{0,31}$/;
@@ -360,6 +364,8 @@ export function validateBrokerEnv(
     else consoleApiUrl = consoleApiUrl.replace(/\/+$/, '');
   }
 
+  const security = parseSecurityEnv(get, errors, production);
+
   const signingKeyProvider = parseKeyProviderEnv(get, errors, signingAlg);
 
   const host = get('HOST') ?? '0.0.0.0';
@@ -399,6 +405,7 @@ export function validateBrokerEnv(
       consoleSessionSeconds: consoleSessionSeconds!,
       consoleApiUrl,
       signingKeyProvider,
+      security,
     },
   };
 }

@@ -1,4 +1,5 @@
 export * from './config.schema';
 export * from './config.module';
 export * from './console-roles';
+export * from './security-config';
 export * from './key-provider-config';

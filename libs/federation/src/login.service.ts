@@ -73,6 +73,14 @@ export interface LoginDeps {
    * audience's scopes only through this.
    */
   adminRoles: { audience: string; of: (principal: AdminRolePrincipal) => readonly string[] };
+  /**
+   * Anomaly detectors (libs/security): upstream ID tokens that fail validation, and each home
+   * login with the region it was requested at (impossible travel). Never throw.
+   */
+  security?: {
+    upstreamRejected(e: { federationId: string; code: string; detail?: string }): Promise<void>;
+    homeLogin(e: { sub: string; region: string; federationId: string }): Promise<void>;
+  };
 }
 
 export interface AdminRolePrincipal {
@@ -193,6 +201,12 @@ export class LoginService {
       });
       return await this.afterHandOff(tx.interactionUid, tx.federationId, home, result.sub, result.claims);
     } catch (err) {
+      if (err instanceof FederationError && err.code === 'ERR_UPSTREAM_INVALID_RESPONSE')
+        await this.deps.security?.upstreamRejected({
+          federationId: tx.kind === 'upstream' ? tx.federationId : `region:${tx.target}`,
+          code: err.code,
+          detail: err.detail,
+        });
       // The home broker is Meridian too: its error and description were written for people,
       // so they pass through unchanged (an upstream IdP's text never does).
       const relayed =
@@ -334,6 +348,11 @@ export class LoginService {
       upstreamSub,
       profile,
       storeProfile: fed.storeProfile,
+    });
+    await this.deps.security?.homeLogin({
+      sub,
+      region: (await this.peerRegionOfUid(uid)) ?? this.deps.region,
+      federationId: fed.id,
     });
     return this.finish(uid, {
       login: { accountId: sub, amr: ['fed'], acr: `urn:meridian:federation:${fed.kind}` },

@@ -4,6 +4,7 @@ import { RegionInit1790000000001 } from './migrations/region-0001-init';
 import { ControlFederation1790000000002 } from './migrations/control-0002-federation';
 import { RegionSubjects1790000000002 } from './migrations/region-0002-subjects';
 import { RegionAuditChain1790000000003 } from './migrations/region-0003-audit-chain';
+import { RegionSecurity1790000000004 } from './migrations/region-0004-security';
 import { ControlSecretRotation1790000000013 } from './migrations/control-0003-secret-rotation';
 
 /** Migration classes are listed explicitly (TypeORM 1.x does not glob them in a bundle-safe way). */
@@ -16,6 +17,7 @@ export const REGION_MIGRATIONS = [
   RegionInit1790000000001,
   RegionSubjects1790000000002,
   RegionAuditChain1790000000003,
+  RegionSecurity1790000000004,
 ];
 
 /**

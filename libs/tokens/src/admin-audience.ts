@@ -9,3 +9,10 @@ export type AdminScope = (typeof ADMIN_SCOPES)[number];
  */
 export const CONSOLE_CLIENT_PREFIX = 'meridian-console-';
 export const consoleClientId = (region: string) => `${CONSOLE_CLIENT_PREFIX}${region}`;
+
+/**
+ * Security events reported by sidecars to their broker (POST /security/events): a built-in
+ * audience, reached only by client_credentials tokens of clients registered for it.
+ */
+export const SECURITY_EVENTS_AUDIENCE = 'urn:meridian:security-events';
+export const SECURITY_REPORT_SCOPE = 'meridian:security:report';

@@ -1,5 +1,10 @@
 import type { ControlDatabase } from '@meridian/persistence';
-import { ADMIN_AUDIENCE, ADMIN_SCOPES } from './admin-audience';
+import {
+  ADMIN_AUDIENCE,
+  ADMIN_SCOPES,
+  SECURITY_EVENTS_AUDIENCE,
+  SECURITY_REPORT_SCOPE,
+} from './admin-audience';
 
 export interface ResourceServerRecord {
   id: string;
@@ -40,6 +45,15 @@ export class ResourceCatalog {
         id: 'meridian-admin',
         audience,
         scopes: [...ADMIN_SCOPES],
+        region: this.region,
+        accessTokenTtlSeconds: 300,
+      };
+    }
+    if (audience === SECURITY_EVENTS_AUDIENCE) {
+      return {
+        id: 'meridian-security-events',
+        audience,
+        scopes: [SECURITY_REPORT_SCOPE],
         region: this.region,
         accessTokenTtlSeconds: 300,
       };
