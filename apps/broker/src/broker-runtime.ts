@@ -12,6 +12,8 @@ import {
   RegionDatabase,
   DatabaseAvailability,
   claimRegionDatabase,
+  dedicatedProbe,
+  type DedicatedProbe,
   createControlDataSource,
   createRegionDataSource,
   migrate,
@@ -87,6 +89,7 @@ export class BrokerRuntime {
   readonly security: SecurityRuntime;
   /** Which database answers now; routes that need one that does not are refused with 503. */
   readonly availability: DatabaseAvailability;
+  private readonly probes: DedicatedProbe[];
   readonly outage: OutageResponder;
   private retentionTimer?: NodeJS.Timeout;
 
@@ -168,8 +171,14 @@ export class BrokerRuntime {
       logger: this.logger.child({ component: 'erasure' }),
       timeoutMs: config.upstreamTimeoutMs,
     });
+    // Probes on connections of their own: a saturated request pool must not look like an outage.
+    const urlOf = (ds: { options: unknown }) => (ds.options as { url: string }).url;
+    this.probes = [
+      dedicatedProbe(urlOf(controlDb.dataSource), `meridian-${config.region}-control-probe`),
+      dedicatedProbe(urlOf(regionDb.dataSource), `meridian-${config.region}-probe`),
+    ];
     this.availability = new DatabaseAvailability(
-      { control: () => controlDb.query('select 1'), region: () => regionDb.query('select 1') },
+      { control: this.probes[0]!.probe, region: this.probes[1]!.probe },
       {
         onChange: (database, available, reason) => {
           if (available) this.logger.info({ database }, 'database answers again: serving');
@@ -531,6 +540,7 @@ export class BrokerRuntime {
     if (this.closed) return;
     this.closed = true;
     this.availability.stop();
+    await Promise.all(this.probes.map((p) => p.close()));
     this.security.stop();
     if (this.refreshTimer) clearInterval(this.refreshTimer);
     if (this.retentionTimer) clearInterval(this.retentionTimer);

@@ -24,6 +24,7 @@ export function readTlsOptions(tls: SidecarTlsConfig): SecureContextOptions {
   } catch (err) {
     throw new Error(
       `SIDECAR_TLS_CERT_FILE/SIDECAR_TLS_KEY_FILE (${tls.certFile}, ${tls.keyFile}) do not form a usable TLS pair: ${(err as Error).message}`,
+      { cause: err },
     );
   }
   return options;

@@ -4,6 +4,7 @@
  * connection timeout, and is served again by the same process as soon as a probe succeeds:
  * recovery needs no restart.
  */
+import { Pool } from 'pg';
 
 /** The two databases of a broker: the control plane and its region's data plane. */
 export type DatabaseName = 'control' | 'region';
@@ -171,4 +172,32 @@ function describeFailure(err: unknown): string {
     return 'not accepting connections';
   if (typeof e?.code === 'string' && /^(57P0[123]|53300)$/.test(e.code)) return `unavailable (${e.code})`;
   return isDatabaseUnavailable(err) ? 'connection lost' : 'probe failed';
+}
+
+export interface DedicatedProbe {
+  probe: () => Promise<unknown>;
+  close: () => Promise<void>;
+}
+
+/**
+ * A probe on its own connection (a pool of one), not the request pool: under saturation the
+ * request pool's queue would delay a probe past its timeout and a busy database would be taken
+ * for a down one. A connection broken by an outage is dropped and the next probe reconnects.
+ */
+export function dedicatedProbe(url: string, applicationName: string, timeoutMs = 2_000): DedicatedProbe {
+  const pool = new Pool({
+    connectionString: url,
+    max: 1,
+    application_name: applicationName,
+    connectionTimeoutMillis: timeoutMs,
+    query_timeout: timeoutMs,
+    idleTimeoutMillis: 0,
+    allowExitOnIdle: true,
+  });
+  // An idle probe connection killed by the server is not an error of anybody's request.
+  pool.on('error', () => undefined);
+  return {
+    probe: () => pool.query('select 1'),
+    close: () => pool.end().catch(() => undefined),
+  };
 }

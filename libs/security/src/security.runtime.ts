@@ -304,7 +304,7 @@ export class SecurityRuntime {
         503,
         seconds(v.retryAfterMs),
         'temporarily_unavailable',
-        'request limits cannot be checked right now; retry later',
+        `request limits cannot be checked: the database of region ${this.deps.region} is unavailable; retry later`,
       );
       return false;
     }
@@ -474,7 +474,7 @@ export class SecurityRuntime {
       throw oauthError(
         503,
         'temporarily_unavailable',
-        'request limits cannot be checked right now; retry later',
+        `request limits cannot be checked: the database of region ${this.deps.region} is unavailable; retry later`,
       );
     }
     this.metrics.refusals.inc({ route, reason: 'client' });
