@@ -23,6 +23,7 @@ import {
   mkdirSync,
   mkdtempSync,
   readFileSync,
+  readdirSync,
   renameSync,
   rmSync,
   writeFileSync,
@@ -72,13 +73,24 @@ type EnvVar = { name: string; value?: string; valueFrom?: any };
 // ---------------------------------------------------------------------------------------------
 // Variable names the broker and the sidecar read (their config schemas are the only readers).
 
-function variablesReadBy(file: string): Set<string> {
-  const source = readFileSync(join(ROOT, file), 'utf8');
-  const names = new Set([...source.matchAll(/\bget\('([A-Z][A-Z0-9_]*)'\)/g)].map((m) => m[1]));
-  if (/\benv\.NODE_ENV\b/.test(source)) names.add('NODE_ENV');
+/**
+ * The variables a configuration module reads: the first argument of its readers (`get('X')`,
+ * `rate('X', …)`, …) — every module of libs/config for the broker.
+ */
+function variablesReadBy(...files: string[]): Set<string> {
+  const names = new Set<string>();
+  for (const file of files) {
+    const source = readFileSync(join(ROOT, file), 'utf8');
+    for (const m of source.matchAll(/\b[a-z][A-Za-z]*\(\s*'([A-Z][A-Z0-9_]{2,})'/g)) names.add(m[1]!);
+    if (/\benv\.NODE_ENV\b/.test(source)) names.add('NODE_ENV');
+  }
   return names;
 }
-const BROKER_VARIABLES = variablesReadBy('libs/config/src/config.schema.ts');
+const BROKER_VARIABLES = variablesReadBy(
+  ...readdirSync(join(ROOT, 'libs/config/src'))
+    .filter((f) => f.endsWith('.ts') && !f.endsWith('.spec.ts'))
+    .map((f) => `libs/config/src/${f}`),
+);
 const SIDECAR_VARIABLES = variablesReadBy('apps/sidecar/src/config.ts');
 const REQUIRED_SECRET_KEYS = [
   'CONTROL_DATABASE_URL',

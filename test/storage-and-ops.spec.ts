@@ -157,17 +157,24 @@ describe('health and metrics', () => {
 
 describe('graceful shutdown', () => {
   it('finishes in-flight requests on SIGTERM, then exits 0', async () => {
+    // The signal comes once the broker has answered one of them (it is serving), while the
+    // others are in flight — not after a fixed delay, which a busy machine may not honour.
+    let serving!: () => void;
+    const firstAnswer = new Promise<void>((resolve) => (serving = resolve));
     const inflight = Array.from({ length: 20 }, () =>
       tokenRequest(
         broker.url,
         { grant_type: 'client_credentials', resource: API, scope: 'api:read' },
         client,
       ).then(
-        (r) => r.status,
+        (r) => {
+          if (r.status === 200) serving();
+          return r.status;
+        },
         () => 'reset',
       ),
     );
-    await new Promise((r) => setTimeout(r, 5));
+    await Promise.race([firstAnswer, new Promise((r) => setTimeout(r, 15_000))]);
     broker.child.kill('SIGTERM');
     const statuses = await Promise.all(inflight);
     // Requests that reached the server before the signal complete; later ones are refused
