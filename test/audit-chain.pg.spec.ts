@@ -62,6 +62,15 @@ async function tamper(sql: string, params: unknown[] = []): Promise<void> {
   });
 }
 
+/** Puts back a row deleted by hand, exactly as it was. */
+async function reinsert(row: Record<string, unknown>): Promise<void> {
+  const cols = Object.keys(row);
+  await tamper(
+    `insert into audit_event (${cols.join(', ')}) values (${cols.map((_, i) => `$${i + 1}`).join(', ')})`,
+    cols.map((c) => row[c]),
+  );
+}
+
 async function lastIds(n: number): Promise<string[]> {
   const rows = await region.query<{ id: string }>(
     `select id::text from audit_event order by audit_event.id desc limit ${n}`,
@@ -135,13 +144,7 @@ describe('hash chain', () => {
       gone,
     ]);
     await tamper('delete from audit_event where id = $1', [gone]);
-    restore = async () => {
-      const cols = Object.keys(row!);
-      await tamper(
-        `insert into audit_event (${cols.join(', ')}) values (${cols.map((_, i) => `$${i + 1}`).join(', ')})`,
-        cols.map((c) => row![c]),
-      );
-    };
+    restore = () => reinsert(row!);
     const report = await verifyAuditChain(region);
     expect(report.firstBroken).toEqual({ id: next, reason: expect.stringMatching(/previous hash/) });
   });
@@ -152,13 +155,7 @@ describe('hash chain', () => {
       newest,
     ]);
     await tamper('delete from audit_event where id = $1', [newest]);
-    restore = async () => {
-      const cols = Object.keys(row!);
-      await tamper(
-        `insert into audit_event (${cols.join(', ')}) values (${cols.map((_, i) => `$${i + 1}`).join(', ')})`,
-        cols.map((c) => row![c]),
-      );
-    };
+    restore = () => reinsert(row!);
     const report = await verifyAuditChain(region);
     expect(report.ok).toBe(false);
     expect(report.firstBroken?.reason).toMatch(/newest entries are missing/);
