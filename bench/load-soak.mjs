@@ -8,7 +8,6 @@
 // come from 127.0.0.1) and with its default load shedding. Figures: stdout and
 // bench/results/load-soak-<date>.json. Exit 0 when both hold, 2 when one does not, 1 on a failed step.
 import fs from 'node:fs';
-import { createRequire as createRequireFrom } from 'node:module';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import {
@@ -23,6 +22,7 @@ import {
   machine,
   memKiB,
   percentiles,
+  require,
   round,
   sleep,
 } from './lib/common.mjs';
@@ -52,7 +52,7 @@ function slope(points) {
 
 /** autocannon for a fixed number of requests (cannon() runs for a duration). */
 function fixedAmount(request, amount, connections) {
-  const autocannon = createRequireAutocannon();
+  const autocannon = require('autocannon');
   return new Promise((resolve, reject) => {
     const lat = [];
     const inst = autocannon({ ...request, amount, connections, pipelining: 1, timeout: 30 }, (err, result) =>
@@ -64,9 +64,6 @@ function fixedAmount(request, amount, connections) {
   });
 }
 
-function createRequireAutocannon() {
-  return createRequireFrom(import.meta.url)('autocannon');
-}
 async function main() {
   dropDatabasesAtEnd();
   const started = new Date();
