@@ -68,7 +68,7 @@ function runRewrap(
     for (const line of lines) onLine?.(line, () => child.kill('SIGKILL'));
   });
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })));
+  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
 }
 
 async function rows<T = Record<string, unknown>>(url: string, sql: string, params: unknown[] = []) {

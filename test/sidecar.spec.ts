@@ -74,7 +74,7 @@ function runSidecar(env: Record<string, string>) {
   let err = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   const reap = () => child.kill('SIGKILL');
   process.once('exit', reap);
   void exited.then(() => process.off('exit', reap));

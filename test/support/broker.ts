@@ -79,7 +79,9 @@ export function runBrokerProcess(env: Record<string, string | undefined>): {
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  // 'close', not 'exit': 'exit' can come before the last of stdout/stderr has been read, and a
+  // config error's one line would be lost.
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   // A test worker that dies must not leave brokers behind.
   const reap = () => child.kill('SIGKILL');
   process.once('exit', reap);
