@@ -39,7 +39,7 @@ interface Plan {
   counts?: number[];
   /** More environment for both brokers (bench/lib/broker.mjs BENCH_BROKER_ENV: limits out of reach). */
   brokerEnv?: Record<string, string>;
-  /** refresh with --profile: the brokers are profiled (workers/cpu-profile.mjs), profiles written here at exit. */
+  /** login / refresh with --profile: the brokers are profiled (workers/cpu-profile.mjs), profiles written here at exit. */
   profileDir?: string;
 }
 
@@ -236,16 +236,24 @@ async function loginMode(p: Plan) {
     // Rotate the order round by round: each flow runs first, second and third in turn.
     const order = names.map((_, i) => names[(i + round) % names.length]!);
     for (const name of order) {
+      const w0 = Number(process.hrtime.bigint() / 1000n);
       const r = await timedLogins(p.perRound, FLOWS[name].run);
+      // CLOCK_MONOTONIC µs, as V8 stamps profile samples (bench/lib/profile.mjs).
+      const windowUs = [w0, Number(process.hrtime.bigint() / 1000n)];
       out[name]!.samples.push(...r.samples.map(r1));
-      out[name]!.rounds.push({ ...pct(r.samples), cpuMsPerLogin: r.cpuMsPerLogin, loadavg: loadavg() });
+      out[name]!.rounds.push({
+        ...pct(r.samples),
+        cpuMsPerLogin: r.cpuMsPerLogin,
+        loadavg: loadavg(),
+        windowUs,
+      });
       const s = pct(r.samples);
       console.log(
         `[login] round ${round + 1} ${name}: p50 ${s.p50.toFixed(1)} ms, p99 ${s.p99.toFixed(1)} ms`,
       );
     }
   }
-  return { flows: out };
+  return { flows: out, pids: pids() };
 }
 
 async function refreshMode(p: Plan) {

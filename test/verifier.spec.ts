@@ -536,6 +536,63 @@ describe('trust bundle: refresh, cooldown, outage', () => {
   });
 });
 
+describe('trust bundle: conditional refresh (RFC 9110 §13.1.2 If-None-Match, §15.4.5 304)', () => {
+  it('the broker answers 304 to the ETag of the bundle it serves, 200 to any other', async () => {
+    const first = await fetch(bundleUrl);
+    const etag = first.headers.get('etag');
+    expect(etag).toMatch(/^"[\w-]+"$/);
+    expect(first.headers.get('cache-control')).toBe('public, max-age=60');
+    const body = await first.text();
+    const again = await fetch(bundleUrl, { headers: { 'if-none-match': etag! } });
+    expect(again.status).toBe(304);
+    expect(await again.text()).toBe('');
+    const other = await fetch(bundleUrl, { headers: { 'if-none-match': '"not-this-one"' } });
+    expect(other.status).toBe(200);
+    expect(await other.text()).toBe(body);
+  });
+
+  it('a verifier sends back the ETag it installed; the 304 keeps its keys and counts as fresh', async () => {
+    let clock = Date.now();
+    const seen: { ifNoneMatch: string | null; status: number }[] = [];
+    const fn: typeof fetch = async (input, init) => {
+      const res = await fetch(input, init);
+      seen.push({ ifNoneMatch: new Headers(init?.headers).get('if-none-match'), status: res.status });
+      return res;
+    };
+    const v = verifierFor({ fetch: fn, now: () => clock, bundleMaxAgeMs: 60_000 });
+    await v.verify(token);
+    clock += 61_000;
+    expect(v.bundleStatus().stale).toBe(true);
+    await v.verify(token);
+    await expect.poll(() => v.bundleStatus().stale).toBe(false);
+    expect(seen).toHaveLength(2);
+    expect(seen[0]).toEqual({ ifNoneMatch: null, status: 200 });
+    expect(seen[1]!.ifNoneMatch).toMatch(/^"[\w-]+"$/);
+    expect(seen[1]!.status).toBe(304);
+    expect(v.bundleStatus().lastError).toBeUndefined();
+    await expect(v.verify(token)).resolves.toBeDefined();
+  });
+
+  it('a 304 to a verifier that never loaded a bundle is an error, not an empty trust store', async () => {
+    const lying = createServer((_req, res) => {
+      res.statusCode = 304;
+      res.setHeader('etag', '"x"');
+      res.end();
+    });
+    await new Promise<void>((r) => lying.listen(0, '127.0.0.1', r));
+    try {
+      const v = createVerifier({
+        trustBundleUrl: `http://127.0.0.1:${(lying.address() as AddressInfo).port}/.well-known/meridian/trust-bundle`,
+        audience: ORDERS,
+      });
+      await refused(v.verify(token), 'ERR_TRUST_UNAVAILABLE', 503);
+      expect(v.bundleStatus().lastError).toMatch(/HTTP 304/);
+    } finally {
+      await new Promise((r) => lying.close(r));
+    }
+  });
+});
+
 describe('verified-token cache', () => {
   it('a hit returns the same result; it is refused once the token expired (injected clock)', async () => {
     let clock = Date.now();

@@ -493,7 +493,7 @@ const autocannon = require('autocannon');
  * (its own histogram has 1 ms resolution). `request` is { url, method, headers, body } or
  * { url, requests: [...] } for per-request set-up.
  */
-export function cannon(request, { connections, duration, recordLatency = true }) {
+export function cannon(request, { connections, duration, amount, recordLatency = true }) {
   return new Promise((resolve, reject) => {
     const lat = [];
     const inst = autocannon(
@@ -505,7 +505,7 @@ export function cannon(request, { connections, duration, recordLatency = true })
         requests: request.requests,
         connections,
         pipelining: 1,
-        duration,
+        ...(amount ? { amount } : { duration }),
         timeout: 10,
       },
       (err, result) => (err ? reject(err) : resolve({ result, lat })),

@@ -150,7 +150,12 @@ export function groupOf(mod) {
  * `window` ([startUs, endUs] on CLOCK_MONOTONIC, which V8 stamps samples with on Linux) keeps only
  * the samples of the measured run: start-up (module loading) and shutdown are left out.
  */
-export function summarizeProfile(file, { top = 20, window } = {}) {
+export function summarizeProfile(file, { top = 20, window, windows } = {}) {
+  const inWindow = windows
+    ? (t) => windows.some((w) => t >= w[0] && t <= w[1])
+    : window
+      ? (t) => t >= window[0] && t <= window[1]
+      : () => true;
   const prof = JSON.parse(fs.readFileSync(file, 'utf8'));
   const byId = new Map(prof.nodes.map((n) => [n.id, n]));
   const self = new Map();
@@ -160,14 +165,14 @@ export function summarizeProfile(file, { top = 20, window } = {}) {
   let kept = 0;
   for (let i = 0; i < samples.length; i++) {
     ts += timeDeltas[i] ?? 0;
-    if (window && (ts < window[0] || ts > window[1])) continue;
+    if (!inWindow(ts)) continue;
     kept++;
     const dt = timeDeltas[i + 1] ?? avg;
     self.set(samples[i], (self.get(samples[i]) ?? 0) + Math.max(0, dt));
   }
-  if (window && kept < 10)
+  if ((window || windows) && kept < 10)
     throw new Error(
-      `no profile samples inside the measured window (profile ${prof.startTime}–${prof.endTime} µs, window ${window[0]}–${window[1]} µs)`,
+      `no profile samples inside the measured window (profile ${prof.startTime}–${prof.endTime} µs, window ${JSON.stringify(windows ?? window)} µs)`,
     );
   const mods = new Map();
   const groups = new Map();

@@ -92,6 +92,9 @@ export class BrokerRuntime {
   private readonly probes: DedicatedProbe[];
   readonly outage: OutageResponder;
   private retentionTimer?: NodeJS.Timeout;
+  private clientSyncTimer?: NodeJS.Timeout;
+  private syncingClients = false;
+  private clientFeedDown = false;
 
   private constructor(
     readonly config: BrokerConfig,
@@ -101,7 +104,7 @@ export class BrokerRuntime {
     readonly regionDb: RegionDatabase,
     private readonly embedded: EmbeddedPostgresHandle | undefined,
   ) {
-    this.clients = new ControlClientAdapter(controlDb);
+    this.clients = new ControlClientAdapter(controlDb, { maxEntries: config.clientCacheSize });
     this.resources = new ResourceCatalog(controlDb, config.region);
     this.tokenStatus = new AccessTokenStatus(config.issuer, regionDb, () => this.keySet);
     this.audit = new AuditLog(regionDb);
@@ -349,12 +352,41 @@ export class BrokerRuntime {
       }, config.retentionIntervalSeconds * 1000);
       this.retentionTimer.unref();
     }
+    await this.syncClients();
+    this.clientSyncTimer = setInterval(() => void this.syncClients(), 1_000);
+    this.clientSyncTimer.unref();
     this.refreshTimer = setInterval(() => {
       this.tick().catch((err) =>
         this.logger.error({ err: { message: (err as Error).message } }, 'key refresh failed'),
       );
     }, config.keyRefreshIntervalSeconds * 1000);
     this.refreshTimer.unref();
+  }
+
+  /**
+   * One poll of the control plane's client change feed. A failure is logged once per outage;
+   * meanwhile cached clients age out (ControlClientAdapter), so nothing is served on stale trust.
+   */
+  private async syncClients(): Promise<void> {
+    if (this.syncingClients) return;
+    this.syncingClients = true;
+    try {
+      await this.clients.sync();
+      if (this.clientFeedDown) {
+        this.clientFeedDown = false;
+        this.logger.info('client change feed answers again');
+      }
+    } catch (err) {
+      if (!this.clientFeedDown) {
+        this.clientFeedDown = true;
+        this.logger.warn(
+          { err: { message: (err as Error).message } },
+          'client change feed unavailable; cached clients expire within 5 s',
+        );
+      }
+    } finally {
+      this.syncingClients = false;
+    }
   }
 
   /** The bootstrap admin client: created or updated at every start from the environment. */
@@ -544,6 +576,7 @@ export class BrokerRuntime {
     this.security.stop();
     if (this.refreshTimer) clearInterval(this.refreshTimer);
     if (this.retentionTimer) clearInterval(this.retentionTimer);
+    if (this.clientSyncTimer) clearInterval(this.clientSyncTimer);
     await Promise.allSettled([this.controlDb.dataSource.destroy(), this.regionDb.dataSource.destroy()]);
     await this.embedded?.stop();
     this.pkcs11?.close();

@@ -1,7 +1,8 @@
-import { Controller, Get, Header, Inject, Res } from '@nestjs/common';
+import { createHash } from 'node:crypto';
+import { Controller, Get, Inject, Req, Res } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
 import { HealthCheck, HealthCheckService, HealthIndicatorService } from '@nestjs/terminus';
-import type { Response } from 'express';
+import type { Request, Response } from 'express';
 import { BROKER_RUNTIME, type BrokerState } from './broker-state';
 
 @ApiExcludeController()
@@ -11,7 +12,11 @@ export class OpsController {
     @Inject(BROKER_RUNTIME) private readonly state: BrokerState,
     private readonly health: HealthCheckService,
     private readonly indicators: HealthIndicatorService,
-  ) {}
+  ) {
+    this.bundles = new TrustBundleCache(state);
+  }
+
+  private readonly bundles: TrustBundleCache;
 
   /** Alive: the process answers. Never touches a dependency. */
   @Get('healthz')
@@ -48,10 +53,57 @@ export class OpsController {
     res.send(await registry.metrics());
   }
 
-  /** Every region's issuer and public keys: services trust all regions from one URL. */
+  /**
+   * Every region's issuer and public keys: services trust all regions from one URL. Built from
+   * the control plane at most once a second (services and sidecars fetch it all the time; a key
+   * published by another region or replica shows within a second, long before it signs anything;
+   * a rotation in this process at once), with an
+   * ETag so a verifier that already has it gets a 304.
+   */
   @Get('.well-known/meridian/trust-bundle')
-  @Header('Cache-Control', 'public, max-age=60')
-  async trustBundle() {
+  async trustBundle(@Req() req: Request, @Res() res: Response) {
+    const bundle = await this.bundles.get();
+    res.setHeader('Cache-Control', 'public, max-age=60');
+    res.setHeader('ETag', bundle.etag);
+    if (req.headers['if-none-match'] === bundle.etag) {
+      res.status(304).end();
+      return;
+    }
+    res.setHeader('Content-Type', 'application/json; charset=utf-8');
+    res.send(bundle.body);
+  }
+}
+
+/** The trust bundle as served: the JSON text, and its ETag. */
+class TrustBundleCache {
+  private cached?: { at: number; keys: string; body: string; etag: string };
+  private building?: { keys: string; done: Promise<{ body: string; etag: string }> };
+
+  constructor(
+    private readonly state: BrokerState,
+    private readonly maxAgeMs = 1_000,
+  ) {}
+
+  async get(): Promise<{ body: string; etag: string }> {
+    const c = this.cached;
+    // This process's own key change (a rotation here) shows at once, not a second later.
+    if (c && Date.now() - c.at < this.maxAgeMs && c.keys === this.state.runtime.keys.fingerprint) return c;
+    // One query however many requests arrive while it runs.
+    const keys = this.state.runtime.keys.fingerprint;
+    if (this.building?.keys !== keys) {
+      const building = {
+        keys,
+        done: this.build(keys).finally(() => {
+          if (this.building === building) this.building = undefined;
+        }),
+      };
+      this.building = building;
+    }
+    return this.building.done;
+  }
+
+  private async build(keys: string): Promise<{ body: string; etag: string }> {
+    const at = Date.now();
     const rows = await this.state.runtime.controlDb.query<{
       id: string;
       issuer: string;
@@ -63,13 +115,16 @@ export class OpsController {
          from region r left join region_key k on k.region = r.id and (k.publish_until is null or k.publish_until > now())
         group by r.id order by r.id`,
     );
-    return {
+    const body = JSON.stringify({
       regions: rows.map((r) => ({
         region: r.id,
         issuer: r.issuer,
         jurisdiction: r.jurisdiction,
         jwks: { keys: r.keys ?? [] },
       })),
-    };
+    });
+    const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
+    this.cached = { at, keys, body, etag };
+    return this.cached;
   }
 }

@@ -6,11 +6,13 @@ import {
   BenchError,
   ROOT,
   basicAuth,
+  cannon,
   compareTargets,
   createDatabase,
   fmt,
   http,
   log,
+  percentiles,
   rand,
   require,
   step,
@@ -98,6 +100,7 @@ export const growthClients = {
       let token = hot.token;
       let template;
       const curve = [];
+      let touched = 0;
       for (const n of sizes) {
         // Up to ADMIN_API_LIMIT through the admin API (as an admin would), beyond in bulk.
         const viaApi = Math.min(n, ADMIN_API_LIMIT);
@@ -156,6 +159,12 @@ export const growthClients = {
             },
           ],
         };
+        // Each client's first request finds it in no cache: measured once per new client, then
+        // the timed rounds show the steady state (every client cached, as in production).
+        const cold = await step(`growth_clients: first request of clients ${touched + 1}–${n} (cold)`, () =>
+          firstRequests(broker, req, auths.slice(touched, n), ctx.load.connections),
+        );
+        touched = n;
         log(
           `${n} clients registered (oidc_client rows: ${count}); load: one hot client, and all ${n} spread uniformly`,
         );
@@ -176,7 +185,7 @@ export const growthClients = {
           ],
           { ...ctx.load, rounds: ctx.opts.growthRounds },
         );
-        curve.push({ clients: n, oidcClientRows: count, targets: res });
+        curve.push({ clients: n, oidcClientRows: count, cold, targets: res });
       }
       return { sizes, adminApiUpTo: ADMIN_API_LIMIT, curve };
     } finally {
@@ -184,6 +193,49 @@ export const growthClients = {
     }
   },
 };
+
+/**
+ * One token request per client in `auths`, each client once, at the run's concurrency: the cost
+ * of a client the broker has not seen yet (a control-plane read and a new oidc-provider Client).
+ */
+async function firstRequests(broker, req, auths, connections) {
+  if (auths.length === 0) return null;
+  let next = 0;
+  const t0 = performance.now();
+  const { result, lat } = await cannon(
+    {
+      url: broker.tokenEndpoint,
+      requests: [
+        {
+          method: 'POST',
+          path: '/token',
+          headers: req.headers,
+          body: req.body,
+          setupRequest: (r) => ({
+            ...r,
+            headers: { ...r.headers, authorization: auths[next++ % auths.length] },
+          }),
+        },
+      ],
+    },
+    { connections: Math.min(connections, auths.length), amount: auths.length },
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  const pct = percentiles(lat);
+  const out = {
+    requests: result.requests.total,
+    ok: result['2xx'],
+    bad: result.non2xx + result.errors + result.timeouts,
+    rps: result['2xx'] / seconds,
+    p50: pct.p50,
+    p99: pct.p99,
+  };
+  log(
+    `  first request of ${auths.length} clients: ${out.rps.toFixed(0)} req/s, p50 ${fmt(out.p50, 2)} ms, p99 ${fmt(out.p99, 2)} ms${out.bad ? `, ${out.bad} failed` : ''}`,
+  );
+  if (out.bad) throw new BenchError('growth_clients: first requests', `${out.bad} of ${out.requests} failed`);
+  return out;
+}
 
 /** The metadata row the admin API stored for a client: what every bulk row is made from. */
 async function clientTemplate(broker) {

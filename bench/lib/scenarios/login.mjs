@@ -72,10 +72,12 @@ export const login = {
   name: 'login',
   title: 'full federated login: broker (same region, hand-off) vs straight against the upstream IdP',
   async run(ctx) {
+    const profileDir = ctx.opts.profile ? fs.mkdtempSync(path.join(getLogDir(), 'login-prof-')) : undefined;
     const r = await drive('login', {
       rounds: ctx.opts.loginRounds,
       perRound: ctx.opts.logins,
       warmup: ctx.opts.quick ? 2 : 5,
+      profileDir,
     });
     const flows = {};
     for (const [name, v] of Object.entries(r.flows)) {
@@ -96,9 +98,37 @@ export const login = {
         `${name}: p50 ${fmt(flows[name].pooled.p50, 1)} ms, p99 ${fmt(flows[name].pooled.p99, 1)} ms over ${flows[name].pooled.n} logins`,
       );
     }
-    return { rounds: ctx.opts.loginRounds, perRound: ctx.opts.logins, flows };
+    const out = { rounds: ctx.opts.loginRounds, perRound: ctx.opts.logins, flows };
+    if (profileDir) {
+      // The eu broker during the same-region logins: every round's window.
+      out.profile = profileOf(
+        profileDir,
+        r.pids?.eu,
+        r.flows.same_region.rounds.map((x) => x.windowUs),
+      );
+      if (out.profile)
+        log(
+          `profile eu broker (same-region logins): ${out.profile.groups
+            .slice(0, 5)
+            .map((g) => `${g.name} ${g.percent}%`)
+            .join(', ')}`,
+        );
+    }
+    return out;
   },
 };
+
+/** The summarised CPU profile of the broker with `pid` in `dir`, over the given windows. */
+function profileOf(dir, pid, windows) {
+  const file = fs.readdirSync(dir).find((f) => f.includes(`.${pid}.`) && f.endsWith('.cpuprofile'));
+  if (!file) {
+    log(`WARNING: no CPU profile of the broker (pid ${pid}) in ${dir}`);
+    return undefined;
+  }
+  const profile = summarizeProfile(path.join(dir, file), { top: 25, windows });
+  profile.file = undefined;
+  return profile;
+}
 
 export const refresh = {
   name: 'refresh',

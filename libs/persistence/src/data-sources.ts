@@ -6,12 +6,14 @@ import { RegionSubjects1790000000002 } from './migrations/region-0002-subjects';
 import { RegionAuditChain1790000000003 } from './migrations/region-0003-audit-chain';
 import { RegionSecurity1790000000004 } from './migrations/region-0004-security';
 import { ControlSecretRotation1790000000013 } from './migrations/control-0003-secret-rotation';
+import { ControlClientChanges1790000000014 } from './migrations/control-0004-client-changes';
 
 /** Migration classes are listed explicitly (TypeORM 1.x does not glob them in a bundle-safe way). */
 export const CONTROL_MIGRATIONS = [
   ControlInit1790000000001,
   ControlFederation1790000000002,
   ControlSecretRotation1790000000013,
+  ControlClientChanges1790000000014,
 ];
 export const REGION_MIGRATIONS = [
   RegionInit1790000000001,

@@ -95,49 +95,135 @@ export class RegionPayloadAdapter implements Adapter {
   }
 }
 
+/** How the client cache behaves; the defaults suit a region with up to ~100,000 clients. */
+export interface ClientCacheOptions {
+  /**
+   * How long an entry is trusted without the change feed (the feed has not answered for this
+   * long, e.g. the control database is down): the bound on serving a client the control plane
+   * no longer agrees with.
+   */
+  ttlMs?: number;
+  /** Clients kept in memory, in order of loading; the oldest goes first. */
+  maxEntries?: number;
+  /** Unknown client ids remembered (kept apart so a flood of made-up ids evicts no real client). */
+  maxMisses?: number;
+  /** How long a change-feed gap (a sequence number not yet committed) is waited for. */
+  gapWindowMs?: number;
+}
+
+interface CacheEntry {
+  at: number;
+  value: AdapterPayload | undefined;
+}
+
 /**
- * Client metadata from the control plane. oidc-provider asks for it on every token request, so
- * it is cached for a few seconds; an admin change made through this process is seen at once,
- * one made through another replica within `ttlMs`.
+ * Client metadata from the control plane. oidc-provider asks for it on every token request.
+ *
+ * Entries stay cached while the change feed (`oidc_client_change`, filled by a trigger, polled by
+ * {@link ControlClientAdapter.sync} every second) is healthy: a write through any replica, in any
+ * region or by hand in SQL evicts the entry within a poll, and a client that does not change is
+ * never reloaded, however many clients there are. A change made through this process is seen at
+ * once. When the feed has not answered for `ttlMs`, every entry falls back to a `ttlMs` lifetime,
+ * so a control plane that is down is noticed within `ttlMs`, as before.
  */
 export class ControlClientAdapter implements Adapter {
-  private readonly cache = new Map<string, { at: number; value: AdapterPayload | undefined }>();
+  private readonly cache = new Map<string, CacheEntry>();
+  private readonly misses = new Map<string, CacheEntry>();
+  private readonly loading = new Map<string, Promise<AdapterPayload | undefined>>();
   /** oidc-provider Client instances, per provider instance (keys rotate → new provider). */
-  private readonly instances = new WeakMap<
-    object,
-    Map<string, { at: number; generation: number; client: unknown }>
-  >();
+  private readonly instances = new WeakMap<object, Map<string, { source: CacheEntry; client: unknown }>>();
+  /** Bumped by every eviction: a load that raced one is used by its caller but not cached. */
   private generation = 0;
+  private readonly ttlMs: number;
+  private readonly maxEntries: number;
+  private readonly maxMisses: number;
+  private readonly gapWindowMs: number;
+  /** Change feed position: the highest sequence seen, and lower ones not yet committed. */
+  private maxSeq: bigint | undefined;
+  private readonly gaps = new Map<string, number>();
+  /** When the last successful poll started (ms); 0 = never. */
+  private feedOkAt = 0;
+  private polls = 0;
 
   constructor(
     private readonly db: ControlDatabase,
-    private readonly ttlMs = 5_000,
-    private readonly maxEntries = 10_000,
-  ) {}
-
-  async find(id: string): Promise<AdapterPayload | undefined> {
-    const hit = this.cache.get(id);
-    if (hit && Date.now() - hit.at < this.ttlMs) return hit.value;
-    const rows: { metadata: AdapterPayload }[] = await this.db.query(
-      'select metadata from oidc_client where client_id = $1',
-      [id],
-    );
-    const value = rows[0]?.metadata;
-    if (this.cache.size >= this.maxEntries) this.cache.delete(this.cache.keys().next().value as string);
-    this.cache.set(id, { at: Date.now(), value });
-    return value;
+    options: ClientCacheOptions = {},
+  ) {
+    this.ttlMs = options.ttlMs ?? 5_000;
+    this.maxEntries = options.maxEntries ?? 100_000;
+    this.maxMisses = options.maxMisses ?? 10_000;
+    this.gapWindowMs = options.gapWindowMs ?? 60_000;
   }
 
+  /** Cached clients (for metrics and tests). */
+  get size(): number {
+    return this.cache.size;
+  }
+
+  /** Whether the change feed answered within `ttlMs`, i.e. entries need no lifetime of their own. */
+  feedHealthy(now = Date.now()): boolean {
+    return this.feedOkAt > 0 && now - this.feedOkAt < this.ttlMs;
+  }
+
+  private fresh(entry: CacheEntry, now: number): boolean {
+    return this.feedHealthy(now) || now - entry.at < this.ttlMs;
+  }
+
+  private current(id: string, now = Date.now()): CacheEntry | undefined {
+    const entry = this.cache.get(id) ?? this.misses.get(id);
+    return entry && this.fresh(entry, now) ? entry : undefined;
+  }
+
+  async find(id: string): Promise<AdapterPayload | undefined> {
+    const hit = this.current(id);
+    if (hit) return hit.value;
+    return (await this.load(id)).value;
+  }
+
+  /** One query per id at a time: a cold cache under load asks the database once per client. */
+  private async load(id: string): Promise<CacheEntry> {
+    let pending = this.loading.get(id);
+    if (!pending) {
+      const generation = this.generation;
+      pending = this.db
+        .query<{ metadata: AdapterPayload }>('select metadata from oidc_client where client_id = $1', [id])
+        .then((rows) => rows[0]?.metadata)
+        .finally(() => this.loading.delete(id));
+      this.loading.set(id, pending);
+      const value = await pending;
+      const entry = { at: Date.now(), value };
+      // Evicted while loading: the row read may predate the change, so it is not kept.
+      if (generation === this.generation) this.remember(id, entry);
+      return entry;
+    }
+    const value = await pending;
+    return this.cache.get(id) ?? this.misses.get(id) ?? { at: Date.now(), value };
+  }
+
+  private remember(id: string, entry: CacheEntry): void {
+    const map = entry.value === undefined ? this.misses : this.cache;
+    const max = entry.value === undefined ? this.maxMisses : this.maxEntries;
+    map.delete(id);
+    if (map.size >= max) map.delete(map.keys().next().value as string);
+    map.set(id, entry);
+  }
+
+  /** Evicts one client (or all): its next request reads the control plane again. */
   invalidate(id?: string): void {
-    if (id === undefined) this.cache.clear();
-    else this.cache.delete(id);
     this.generation++;
+    if (id === undefined) {
+      this.cache.clear();
+      this.misses.clear();
+    } else {
+      this.cache.delete(id);
+      this.misses.delete(id);
+    }
   }
 
   /**
-   * The provider's Client instance for `id`, kept as long as the metadata is. oidc-provider
-   * would otherwise stringify and hash the metadata on every token request to find its
-   * cached instance.
+   * The provider's Client instance for `id`, kept as long as the metadata entry it was built
+   * from. oidc-provider would otherwise stringify and hash the metadata on every token request
+   * to find its cached instance.
    */
   async clientInstance<T>(
     owner: object,
@@ -146,16 +232,73 @@ export class ControlClientAdapter implements Adapter {
   ): Promise<T | undefined> {
     let byId = this.instances.get(owner);
     if (!byId) this.instances.set(owner, (byId = new Map()));
+    const source = this.current(id) ?? (await this.load(id));
     const hit = byId.get(id);
-    if (hit && hit.generation === this.generation && Date.now() - hit.at < this.ttlMs) return hit.client as T;
-    const generation = this.generation;
+    if (hit && hit.source === source) return hit.client as T;
     const client = await load(id);
     if (client === undefined) byId.delete(id);
-    else {
+    // Kept only while `source` is still the entry in the cache.
+    else if (this.cache.get(id) === source) {
+      byId.delete(id);
       if (byId.size >= this.maxEntries) byId.delete(byId.keys().next().value as string);
-      byId.set(id, { at: Date.now(), generation, client });
+      byId.set(id, { source, client });
     }
     return client;
+  }
+
+  /**
+   * One poll of the change feed: evicts every client written since the last poll. Sequence
+   * numbers are taken at insert and committed in any order, so a number skipped over is asked
+   * for again on each poll until it shows up or `gapWindowMs` passes (a rolled-back write).
+   * Throws when the control database does not answer; entries then age out after `ttlMs`.
+   */
+  async sync(): Promise<void> {
+    const started = Date.now();
+    if (this.maxSeq === undefined) {
+      const [row] = await this.db.query<{ max: string }>(
+        'select coalesce(max(seq), 0)::text as max from oidc_client_change',
+      );
+      this.maxSeq = BigInt(row!.max);
+      // Whatever was cached before the feed had a position may have changed unseen.
+      this.invalidate();
+      this.feedOkAt = started;
+      return;
+    }
+    const rows = await this.db.query<{ seq: string; client_id: string }>(
+      `select seq::text as seq, client_id from oidc_client_change
+        where seq > $1 or seq = any($2::bigint[]) order by seq`,
+      [this.maxSeq.toString(), [...this.gaps.keys()]],
+    );
+    let evicted = false;
+    for (const { seq, client_id } of rows) {
+      const n = BigInt(seq);
+      if (this.gaps.delete(seq)) {
+        // A late commit below the position.
+      } else if (n - this.maxSeq > 10_000n) {
+        // A jump this large is not a handful of open transactions: start from a clean cache.
+        this.maxSeq = n;
+        this.gaps.clear();
+        this.invalidate();
+      } else if (n > this.maxSeq) {
+        for (let missing = this.maxSeq + 1n; missing < n; missing++)
+          this.gaps.set(missing.toString(), started);
+        this.maxSeq = n;
+      }
+      this.cache.delete(client_id);
+      this.misses.delete(client_id);
+      evicted = true;
+    }
+    if (evicted) this.generation++;
+    for (const [seq, since] of this.gaps) if (started - since > this.gapWindowMs) this.gaps.delete(seq);
+    if (this.gaps.size > 10_000) {
+      // Far more gaps than writes ever leave: forget them and start from a clean cache.
+      this.gaps.clear();
+      this.invalidate();
+    }
+    this.feedOkAt = started;
+    if (++this.polls % 600 === 0) {
+      await this.db.query("delete from oidc_client_change where changed_at < now() - interval '1 hour'");
+    }
   }
 
   async upsert(): Promise<void> {

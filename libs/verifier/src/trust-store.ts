@@ -147,6 +147,8 @@ export class TrustStore {
   private loadedAt: number | undefined;
   private lastAttemptAt: number | undefined;
   private lastError: string | undefined;
+  /** The installed bundle's ETag, sent back as If-None-Match. */
+  private etag: string | undefined;
   /** Failed attempts before any bundle was ever loaded (drives the start-up backoff). */
   private failuresBeforeLoad = 0;
   private fetches = 0;
@@ -264,11 +266,20 @@ export class TrustStore {
   private async fetchAndInstall(url: string): Promise<void> {
     try {
       const res = await this.cfg.fetch(url, {
-        headers: { accept: 'application/json' },
+        // The broker answers 304 when the bundle has not changed since the one installed.
+        headers: {
+          accept: 'application/json',
+          ...(this.etag && this.loaded ? { 'if-none-match': this.etag } : {}),
+        },
         // The bundle is where the bundle URL says it is; a redirect elsewhere is not followed.
         redirect: 'error',
         signal: AbortSignal.timeout(this.cfg.timeoutMs),
       });
+      if (res.status === 304 && this.etag && this.loaded) {
+        this.loadedAt = this.cfg.now();
+        this.lastError = undefined;
+        return;
+      }
       if (res.status !== 200) {
         await res.body?.cancel().catch(() => undefined);
         throw new Error(`trust bundle answered HTTP ${res.status}`);
@@ -284,6 +295,7 @@ export class TrustStore {
         throw new Error('trust bundle is not JSON');
       }
       await this.install(parseBundle(body));
+      this.etag = res.headers.get('etag') ?? undefined;
       this.loadedAt = this.cfg.now();
       this.lastError = undefined;
     } catch (err) {
