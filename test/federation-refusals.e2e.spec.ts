@@ -114,6 +114,23 @@ describe('a person no residency policy covers', () => {
       await regionQuery(f.dbs.control.url, 'select key from subject_locator where key = $1', [linkKey]),
     ).toEqual([]);
     expect(await regionQuery(f.dbs.control.url, 'select key from subject_locator')).toEqual([]);
+    // The policy decision is audited with its reason (issue 6): which federation and claim gave
+    // the jurisdiction, and which one it was — the person's identity is not in the entry.
+    for (const region of ['eu', 'us'] as const) {
+      const rows = await regionQuery<{ detail: Record<string, unknown>; target_id: string }>(
+        f.regionUrl(region),
+        "select detail, target_id from audit_event where action = 'login.refused' order by id desc limit 1",
+      );
+      expect(rows[0]).toMatchObject({
+        target_id: 'global-id',
+        detail: {
+          code: 'ERR_RESIDENCY_NO_POLICY',
+          jurisdiction: 'JP',
+          reason: 'global federation "global-id", claim country',
+        },
+      });
+      expect(JSON.stringify(rows[0])).not.toContain(f.global.subOf('kenji'));
+    }
   });
 });
 

@@ -94,6 +94,15 @@ describe('GDPR Art. 15 — export, GET /privacy/subjects/{sub}', () => {
     expect(clients).toEqual(expect.arrayContaining(['eu-app', 'meridian-region-us']));
     const actions = r.body.audit.map((a: { action: string }) => a.action);
     expect(actions).toContain('subject.login');
+    // The policy decision, with its rule and reason (issue 6).
+    const login = r.body.audit.find((a: { action: string }) => a.action === 'subject.login');
+    expect(login.detail).toMatchObject({
+      policy: 'eu-gdpr@1',
+      rule: expect.stringMatching(
+        /^eu-gdpr@1: appliesTo\.jurisdictions lists (DE|EU, and DE is an EU member state)$/,
+      ),
+      reason: 'national federation "de-eid" (jurisdiction DE)',
+    });
     // Token values are not part of an export.
     const text = JSON.stringify(r.body);
     expect(text).not.toContain(anna.refreshToken);

@@ -296,6 +296,52 @@ describe('RFC 9700 §4.14.2 — refresh-token reuse', () => {
   });
 });
 
+describe('every refused token request is audited (issue 6: token issuance failures)', () => {
+  it('RFC 6749 §5.2 — a bad grant, a bad secret and an unknown client each leave one token.refused entry, no credential in it', async () => {
+    const m2m = await registerClient('refused-m2m', machine([API], 'api:read'));
+    const before = (await auditOf('token.refused')).length;
+    const badSecret = 'not-the-secret-' + 'x'.repeat(20);
+    // An authenticated client with a grant it may not use (unauthorized_client) …
+    const wrongGrant = await tokenRequest(
+      broker.url,
+      { grant_type: 'authorization_code', code: 'made-up-code', redirect_uri: 'https://x.example/cb' },
+      { clientId: m2m.clientId, clientSecret: m2m.clientSecret },
+    );
+    expect(wrongGrant.status).toBe(400);
+    // … a replayed/unknown code from the app (invalid_grant) …
+    const { verifier } = pkce();
+    const unknownCode = await redeem('made-up-code', verifier);
+    expect(unknownCode.body.error).toBe('invalid_grant');
+    // … and a secret that is wrong (invalid_client, not authenticated).
+    const wrongSecret = await tokenRequest(
+      broker.url,
+      { grant_type: 'client_credentials' },
+      { clientId: m2m.clientId, clientSecret: badSecret },
+    );
+    expect(wrongSecret.status).toBe(401);
+    const all = await auditOf('token.refused');
+    // Newest first.
+    const entries = all.slice(0, all.length - before);
+    expect(entries).toHaveLength(3);
+    const byError = Object.fromEntries(entries.map((e) => [e.detail.error, e]));
+    expect(byError.unauthorized_client ?? byError.invalid_grant).toBeDefined();
+    expect(byError.invalid_client).toMatchObject({
+      actor: 'unauthenticated',
+      target_id: m2m.clientId,
+      outcome: 'refused',
+      detail: { grant_type: 'client_credentials', authenticated: false, source: '127.0.0.1' },
+    });
+    const appEntry = entries.find((e) => e.target_id === app.clientId);
+    expect(appEntry).toMatchObject({
+      actor: app.clientId,
+      detail: { grant_type: 'authorization_code', error: 'invalid_grant', authenticated: true },
+    });
+    const text = JSON.stringify(entries);
+    for (const secret of [badSecret, m2m.clientSecret, app.clientSecret, 'made-up-code'])
+      expect(text).not.toContain(secret);
+  });
+});
+
 // ------------------------------------------------------------------------- sidecar reports
 
 const SIDECAR_MAIN = join(REPO_ROOT, 'dist', 'apps', 'sidecar', 'main.js');

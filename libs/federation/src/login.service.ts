@@ -245,7 +245,7 @@ export class LoginService {
               'this sign-in was sent to the wrong region',
               `home ${decision.homeRegion}`,
             );
-          return await this.handOff(uid, decision.homeRegion, fed.id);
+          return await this.handOff(uid, decision.homeRegion, fed.id, decision);
         }
       }
       const start = await this.deps.upstream.start(await this.upstreamTarget(fed), {
@@ -268,7 +268,12 @@ export class LoginService {
   }
 
   /** Sends the browser to the home broker, which runs the upstream login and keeps the profile. */
-  private async handOff(uid: string, home: string, federationId: string): Promise<LoginAnswer> {
+  private async handOff(
+    uid: string,
+    home: string,
+    federationId: string,
+    decision?: ResidencyDecision,
+  ): Promise<LoginAnswer> {
     const target = await this.peerTarget(home);
     // Only to a home broker that can take the login now (its databases answer): otherwise the
     // person would meet a connection error or a 503 at the other region instead of a clear
@@ -294,7 +299,14 @@ export class LoginService {
       action: 'login.handoff',
       targetType: 'region',
       targetId: home,
-      detail: { federation: federationId },
+      detail: {
+        federation: federationId,
+        // Why this person's login goes elsewhere (the policy decision), or that the home region
+        // was already known from an earlier login.
+        ...(decision
+          ? { policy: decision.policyRef, rule: decision.basis.rule, reason: decision.basis.reason }
+          : { reason: 'home region known from an earlier login' }),
+      },
     });
     return { kind: 'redirect', location: start.url.href };
   }
@@ -325,7 +337,11 @@ export class LoginService {
       }
       const stored = home ? await this.deps.subjects.findByLink(linkKey) : undefined;
       const policy = stored ? await this.deps.policies.byRef(stored.residency.policy) : undefined;
-      if (stored && policy) remembered = decisionFor(policy, stored.residency.jurisdiction);
+      if (stored && policy)
+        remembered = decisionFor(policy, stored.residency.jurisdiction, {
+          rule: `${stored.residency.policy} covers ${stored.residency.jurisdiction}`,
+          reason: 'decided at an earlier login (stored residency)',
+        });
     }
     const decision =
       remembered ??
@@ -340,7 +356,7 @@ export class LoginService {
           'this sign-in was sent to the wrong region',
           `home ${decision.homeRegion}`,
         );
-      return this.handOff(uid, decision.homeRegion, fed.id);
+      return this.handOff(uid, decision.homeRegion, fed.id, decision);
     }
     const sub = await this.deps.subjects.recordHomeLogin({
       decision,
@@ -387,7 +403,10 @@ export class LoginService {
         'the home region named an unknown residency policy',
         residency.policy,
       );
-    const decision = decisionFor(policy, residency.jurisdiction);
+    const decision = decisionFor(policy, residency.jurisdiction, {
+      rule: `${residency.policy} covers ${residency.jurisdiction}`,
+      reason: `decided by the home region ${residency.region} (residency claim of its ID token)`,
+    });
     const released = filterClaims(
       claims,
       decision.releaseFor(this.deps.region).filter((c) => c !== 'sub' && c !== 'residency'),
@@ -499,7 +518,12 @@ export class LoginService {
         targetType: 'federation',
         targetId: fed.id,
         outcome: 'refused',
-        detail: { code: result.code },
+        // The policy decision's reason: what was established before it refused.
+        detail: {
+          code: result.code,
+          reason: result.basis.reason,
+          ...(result.basis.jurisdiction ? { jurisdiction: result.basis.jurisdiction } : {}),
+        },
       });
       throw new FederationError('ERR_RESIDENCY_REFUSED', result.message, result.code);
     }

@@ -108,6 +108,8 @@ export class SubjectStore<R extends string = string> {
       detail: {
         federation: input.federationId,
         policy: decision.policyRef,
+        rule: decision.basis.rule,
+        reason: decision.basis.reason,
         storeProfile: input.storeProfile,
       },
     });
@@ -140,7 +142,13 @@ export class SubjectStore<R extends string = string> {
       action: 'subject.login.handed-off',
       targetType: 'subject',
       targetId: this.logRef(input.sub, decision),
-      detail: { home: decision.homeRegion, policy: decision.policyRef, federation: input.federationId },
+      detail: {
+        home: decision.homeRegion,
+        policy: decision.policyRef,
+        rule: decision.basis.rule,
+        reason: decision.basis.reason,
+        federation: input.federationId,
+      },
     });
   }
 

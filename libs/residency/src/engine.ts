@@ -45,10 +45,27 @@ export interface ResidencyDecision {
   mayProcessIn(region: string): boolean;
   pseudonymiseForeignLogs: boolean;
   retention: { auditDays: number; inactiveProfileDays: number };
+  /** Why: the rule that matched and where the jurisdiction came from — for the audit trail. */
+  basis: DecisionBasis;
+}
+
+/** The rule and the reason of a decision, as the audit trail records them (no personal data). */
+export interface DecisionBasis {
+  /** The policy entry that matched, e.g. `eu-residents@3: appliesTo.jurisdictions lists DE`. */
+  rule: string;
+  /** Where the jurisdiction came from, e.g. `national federation "de-eid" (jurisdiction DE)`. */
+  reason: string;
 }
 
 export type DecisionResult =
-  { ok: true; decision: ResidencyDecision } | { ok: false; code: DecisionErrorCode; message: string };
+  | { ok: true; decision: ResidencyDecision }
+  | {
+      ok: false;
+      code: DecisionErrorCode;
+      message: string;
+      /** What was established before the refusal: the jurisdiction and where it came from. */
+      basis: { jurisdiction?: string; reason: string };
+    };
 
 /** Claims a policy releases towards `region`, `release.default` first, without duplicates. */
 export function releasedClaims(policy: ResidencyPolicy, region: string): string[] {
@@ -57,7 +74,14 @@ export function releasedClaims(policy: ResidencyPolicy, region: string): string[
 }
 
 /** The decision for a subject whose jurisdiction and policy are already known. */
-export function decisionFor(policy: ResidencyPolicy, jurisdiction: string): ResidencyDecision {
+export function decisionFor(
+  policy: ResidencyPolicy,
+  jurisdiction: string,
+  basis: DecisionBasis = {
+    rule: `${policyRef(policy)} covers ${jurisdiction}`,
+    reason: 'jurisdiction given by the caller',
+  },
+): ResidencyDecision {
   const storageRegions = [...policy.storageRegions];
   const processingRegions = [...policy.processingRegions];
   const ref = policyRef(policy);
@@ -88,31 +112,41 @@ export function decisionFor(policy: ResidencyPolicy, jurisdiction: string): Resi
     mayProcessIn: (region: string) => processingRegions.includes(region),
     pseudonymiseForeignLogs: policy.pseudonymiseForeignLogs,
     retention: { ...policy.retention },
+    basis: Object.freeze({ ...basis }),
   });
 }
 
 function subjectJurisdiction(
   federation: FederationFacts,
   upstreamClaims: Record<string, unknown>,
-): { ok: true; jurisdiction: string } | { ok: false; message: string } {
+): { ok: true; jurisdiction: string; reason: string } | { ok: false; message: string; reason: string } {
   switch (federation.kind) {
     case 'national':
     case 'regional': {
       // A national or regional IdP's users are under its jurisdiction, whatever their claims say.
       const jurisdiction = normaliseJurisdiction(federation.jurisdiction);
+      const reason = `${federation.kind} federation "${federation.id}" (jurisdiction ${jurisdiction ?? 'not set'})`;
       return jurisdiction
-        ? { ok: true, jurisdiction }
+        ? { ok: true, jurisdiction, reason }
         : {
             ok: false,
+            reason,
             message: `Federation "${federation.id}" is ${federation.kind} but has no valid jurisdiction; an admin must set its "jurisdiction" (ISO 3166-1 alpha-2 or "EU").`,
           };
     }
     case 'global': {
       const jurisdiction = jurisdictionFromClaims(upstreamClaims);
+      const top = Object.hasOwn(upstreamClaims, 'country') ? upstreamClaims.country : undefined;
+      const claim =
+        typeof top === 'string' && top.trim().toUpperCase() === jurisdiction ? 'country' : 'address.country';
+      const reason = jurisdiction
+        ? `global federation "${federation.id}", claim ${claim}`
+        : `global federation "${federation.id}": no single country in the claims`;
       return jurisdiction
-        ? { ok: true, jurisdiction }
+        ? { ok: true, jurisdiction, reason }
         : {
             ok: false,
+            reason,
             message: `The identity provider "${federation.id}" did not state a single country for this account (a "country" or "address.country" claim with an ISO 3166-1 alpha-2 code such as "DE"), so it cannot be decided where the account's data may be stored. Use another identity provider, or ask an admin to map the country claim for "${federation.id}".`,
           };
     }
@@ -120,6 +154,7 @@ function subjectJurisdiction(
       const exhaustive: never = federation.kind;
       return {
         ok: false,
+        reason: `federation "${federation.id}" of unknown kind`,
         message: `Federation "${federation.id}" has an unknown kind "${String(exhaustive)}".`,
       };
     }
@@ -138,22 +173,40 @@ export function decide(
   policies: readonly ResidencyPolicy[],
 ): DecisionResult {
   const found = subjectJurisdiction(federation, upstreamClaims);
-  if (!found.ok) return { ok: false, code: 'ERR_RESIDENCY_NO_JURISDICTION', message: found.message };
+  if (!found.ok)
+    return {
+      ok: false,
+      code: 'ERR_RESIDENCY_NO_JURISDICTION',
+      message: found.message,
+      basis: { reason: found.reason },
+    };
   const { jurisdiction } = found;
+  const basis = { jurisdiction, reason: found.reason };
   const covered = coverage(jurisdiction, policies);
   switch (covered.kind) {
     case 'exact':
     case 'eu':
-      return { ok: true, decision: decisionFor(covered.policy, jurisdiction) };
+      return {
+        ok: true,
+        decision: decisionFor(covered.policy, jurisdiction, {
+          rule:
+            covered.kind === 'exact'
+              ? `${policyRef(covered.policy)}: appliesTo.jurisdictions lists ${jurisdiction}`
+              : `${policyRef(covered.policy)}: appliesTo.jurisdictions lists EU, and ${jurisdiction} is an EU member state`,
+          reason: found.reason,
+        }),
+      };
     case 'none':
       return {
         ok: false,
+        basis,
         code: 'ERR_RESIDENCY_NO_POLICY',
         message: `No residency policy covers jurisdiction "${jurisdiction}", so accounts from there cannot be stored in any region. A compliance officer must add "${jurisdiction}" to a policy's appliesTo.jurisdictions.`,
       };
     case 'ambiguous':
       return {
         ok: false,
+        basis,
         code: 'ERR_RESIDENCY_AMBIGUOUS_POLICY',
         message: `Jurisdiction "${jurisdiction}" is covered by more than one residency policy (${covered.policyIds.join(', ')}). A compliance officer must remove it from all but one.`,
       };

@@ -15,7 +15,7 @@
  * spent. See README "Abuse limits" for why closed.
  */
 import type { Rate } from '@meridian/config';
-import type { SecurityStore, TakeRequest } from './security.store';
+import type { SecurityStore, TakeRequest, TakeResult } from './security.store';
 
 export interface LimitCheck {
   /** The bucket, e.g. `token:client:orders-worker`. */
@@ -39,6 +39,8 @@ interface Local {
 
 const OK: Verdict = Object.freeze({ ok: true });
 const LEASE_MS = 1000;
+/** Keys asked for in one statement at most. */
+const MAX_BATCH = 256;
 
 export interface RateLimiterOptions {
   batch: number;
@@ -53,6 +55,12 @@ export interface RateLimiterOptions {
 export class RateLimiter {
   private readonly local = new Map<string, Local>();
   private brokenUntil = 0;
+  private readonly queue: {
+    requests: TakeRequest[];
+    resolve: (results: TakeResult[]) => void;
+    reject: (err: unknown) => void;
+  }[] = [];
+  private flushScheduled = false;
   private readonly timeoutMs: number;
   private readonly breakerMs: number;
   private readonly unavailableRetryMs: number;
@@ -146,7 +154,7 @@ export class RateLimiter {
       periodMs: check.rate.periodSeconds * 1000,
       want: this.leaseSize(check.rate),
     }));
-    const pending = this.withTimeout(this.store.take(requests)).then((results) => {
+    const pending = this.take(requests).then((results) => {
       const now = this.now();
       results.forEach((r, i) => {
         const e = needed[i]!.e;
@@ -167,15 +175,13 @@ export class RateLimiter {
   private async exact(checks: readonly LimitCheck[]): Promise<Verdict> {
     let results;
     try {
-      results = await this.withTimeout(
-        this.store.take(
-          checks.map((c) => ({
-            key: c.key,
-            emissionMs: (c.rate.periodSeconds * 1000) / c.rate.limit,
-            periodMs: c.rate.periodSeconds * 1000,
-            want: 1,
-          })),
-        ),
+      results = await this.take(
+        checks.map((c) => ({
+          key: c.key,
+          emissionMs: (c.rate.periodSeconds * 1000) / c.rate.limit,
+          periodMs: c.rate.periodSeconds * 1000,
+          want: 1,
+        })),
       );
     } catch (err) {
       this.opts.onStoreError?.(err);
@@ -199,6 +205,47 @@ export class RateLimiter {
     for (const [k, e] of this.local)
       if (!e.pending && e.refusedUntil <= now && (e.units <= 0 || e.until <= now)) this.local.delete(k);
     if (this.local.size >= 50_000) this.local.clear();
+  }
+
+  /**
+   * The shared bucket, asked once per event-loop turn: every request that needs the store in
+   * the same turn goes into one statement (with many clients each calling now and then, every
+   * request needs a reservation, and one round trip per request would cost more than the token
+   * endpoint's own work). The statement locks keys in key order, so batches never deadlock.
+   */
+  private take(requests: TakeRequest[]): Promise<TakeResult[]> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ requests, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    while (this.queue.length) {
+      const callers: typeof this.queue = [];
+      let size = 0;
+      while (this.queue.length && size < MAX_BATCH) {
+        const c = this.queue.shift()!;
+        callers.push(c);
+        size += c.requests.length;
+      }
+      this.withTimeout(this.store.take(callers.flatMap((c) => c.requests))).then(
+        (results) => {
+          let at = 0;
+          for (const c of callers) {
+            c.resolve(results.slice(at, at + c.requests.length));
+            at += c.requests.length;
+          }
+        },
+        (err: unknown) => {
+          for (const c of callers) c.reject(err);
+        },
+      );
+    }
   }
 
   private withTimeout<T>(p: Promise<T>): Promise<T> {

@@ -406,6 +406,12 @@ export class SecurityRuntime {
       }
     };
     provider.on('grant.error', onError);
+    // Every refused token request gets an audit entry (issue 6: token issuance failures).
+    const grantFailures = new WeakMap<object, { error: string; description?: string }>();
+    provider.on('grant.error', (ctx: OidcCtx, err: unknown) => {
+      const e = err as { error?: string; error_description?: string };
+      if (ctx) grantFailures.set(ctx, { error: e.error ?? 'server_error', description: e.error_description });
+    });
     provider.on('introspection.error', onError);
     provider.on('revocation.error', onError);
     provider.on('grant.revoked', (ctx: OidcCtx, grantId: string) => {
@@ -418,6 +424,8 @@ export class SecurityRuntime {
       await next();
       const ctx = koaCtx as unknown as OidcCtx;
       try {
+        const failure = grantFailures.get(ctx);
+        if (failure) await this.tokenRefused(ctx, failure);
         if (authFailures.has(ctx)) await this.clientAuthFailed(ctx);
         const m = misuse.get(ctx);
         if (m) {
@@ -482,6 +490,41 @@ export class SecurityRuntime {
   }
 
   /** A failed client authentication: counts towards the client's and the source's burst. */
+  /**
+   * One audit entry per refused token request: who asked (the authenticated client, or the id
+   * it claimed), for what grant, what it was told, from where; the subject only when a code or
+   * refresh token named one (by pseudonym unless this is its home region). Never a credential.
+   */
+  private async tokenRefused(ctx: OidcCtx, failure: { error: string; description?: string }): Promise<void> {
+    // oidc-provider has found the client before it checks the credentials: invalid_client means
+    // the one asking is not that client.
+    const found = ctx.oidc?.client?.clientId;
+    const clientId = failure.error === 'invalid_client' ? undefined : found;
+    const claimed =
+      found ??
+      (typeof ctx.oidc?.params?.client_id === 'string' ? ctx.oidc.params.client_id : undefined) ??
+      basicClientId(ctx.req.headers.authorization);
+    const entities = ctx.oidc?.entities as
+      { AuthorizationCode?: { accountId?: string }; RefreshToken?: { accountId?: string } } | undefined;
+    const sub = entities?.AuthorizationCode?.accountId ?? entities?.RefreshToken?.accountId;
+    const grantType = ctx.oidc?.params?.grant_type;
+    await this.deps.audit.record({
+      actor: clientId ?? 'unauthenticated',
+      action: 'token.refused',
+      targetType: 'client',
+      targetId: claimed ? claimed.slice(0, 200) : undefined,
+      outcome: 'refused',
+      detail: {
+        grant_type: typeof grantType === 'string' ? grantType.slice(0, 100) : null,
+        error: failure.error,
+        ...(failure.description ? { error_description: failure.description.slice(0, 300) } : {}),
+        authenticated: clientId !== undefined,
+        source: requestSource(ctx.req, this.trusted),
+        ...(sub ? { subject: await this.subjectRef(sub) } : {}),
+      },
+    });
+  }
+
   private async clientAuthFailed(ctx: OidcCtx): Promise<void> {
     this.metrics.events.inc({ type: 'client_auth_failure' });
     const { lockout } = this.deps.config;
