@@ -873,7 +873,7 @@ function explain(t, results) {
       const rps = last.targets.spread.summary.rps.median;
       if (last.cold === undefined)
         return `These results predate the change-feed cache: clients were cached for 5 s, at most 10,000 of them, so spread over ${fmtNum(last.clients, 0)} clients at ${f0(rps)} req/s nearly every request read the control plane and built a new Client.`;
-      return `Clients are cached while the control plane's change feed answers, up to MERIDIAN_CLIENT_CACHE_SIZE; a client the broker has not seen costs one control-plane read and a new oidc-provider Client (the "first request" column).`;
+      return `Clients are cached while the control plane's change feed answers, up to MERIDIAN_CLIENT_CACHE_SIZE, so the cache is not what remains: spread over ${fmtNum(last.clients, 0)} clients at ${f0(rps)} req/s a client comes back every ${f1(last.clients / rps)} s, and its per-client rate-limit reservation (units reserved from the region database for 1 s, libs/security rate-limiter) has lapsed, so every request needs the shared store — one statement per event-loop turn for all such requests. Keeping limits shared across replicas and failing closed costs that; a client calling at least once a second, like the hot one, does not pay it.`;
     }
     case 'login-same':
     case 'login-handoff':
