@@ -121,6 +121,8 @@ describe('region isolation', () => {
       'federation_secret',
       'meridian_migrations',
       'oidc_client',
+      // Client ids that changed (a change feed for the brokers' caches): configuration, not people.
+      'oidc_client_change',
       'region',
       'region_key',
       'residency_policy',

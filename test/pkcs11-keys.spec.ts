@@ -8,7 +8,9 @@ import { Client } from 'pg';
 import { compactVerify, createLocalJWKSet, importJWK, jwtVerify, type JSONWebKeySet } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SENSITIVE_VARIABLES, validateBrokerEnv } from '@meridian/config';
-import { Pkcs11KeyProvider } from '@meridian/keys';
+import { Pkcs11KeyProvider, privateKeyJwtAuth, signJwt, type JwtSigningKey } from '@meridian/keys';
+import Provider from 'oidc-provider';
+import * as oidc from 'openid-client';
 import {
   adminCall,
   brokerEnv,
@@ -84,6 +86,80 @@ describe.runIf(RUN)('the PKCS#11 key provider on a SoftHSM2 token', () => {
     // ECDSA is randomised: a second signature differs and verifies too.
     const again = hsm.sign(key.label, Buffer.from(`${header}.${payload}`));
     expect(Buffer.from(again).equals(Buffer.from(signature))).toBe(false);
+  });
+
+  /** A region key as SigningKeyStore hands it out in PKCS#11 mode: the private half stays in the token. */
+  async function heldKey(): Promise<JwtSigningKey> {
+    const ref = await hsm.generateEs256('unit:');
+    return {
+      kid: ref.kid,
+      alg: 'ES256',
+      privateJwk: ref.publicJwk,
+      external: { sign: async (data) => hsm.sign(ref.label, data) },
+    };
+  }
+
+  it('RFC 7519 §7.1: signJwt signs an erasure-notice-shaped JWT in the token, typ and kid in its header', async () => {
+    const key = await heldKey();
+    const jwt = await signJwt(
+      key,
+      {
+        iss: 'https://eu.example',
+        aud: 'https://us.example',
+        sub: 's-1',
+        exp: Math.floor(Date.now() / 1000) + 60,
+      },
+      { typ: 'meridian-erasure+jwt' },
+    );
+    const { payload, protectedHeader } = await jwtVerify(jwt, await importJWK(key.privateJwk, 'ES256'), {
+      issuer: 'https://eu.example',
+      audience: 'https://us.example',
+      typ: 'meridian-erasure+jwt',
+    });
+    expect(payload.sub).toBe('s-1');
+    expect(protectedHeader).toEqual({ typ: 'meridian-erasure+jwt', alg: 'ES256', kid: key.kid });
+    expect(key.privateJwk).not.toHaveProperty('d');
+  });
+
+  it('RFC 7523 §2.2: private_key_jwt client authentication signed in the token is accepted by a real oidc-provider; another key is refused', async () => {
+    const key = await heldKey();
+    const other = await heldKey();
+    const port = await freePort();
+    const issuer = `http://127.0.0.1:${port}`;
+    const provider = new Provider(issuer, {
+      clients: [
+        {
+          client_id: 'hsm-client',
+          token_endpoint_auth_method: 'private_key_jwt',
+          token_endpoint_auth_signing_alg: 'ES256',
+          jwks: { keys: [key.privateJwk] },
+          grant_types: ['client_credentials'],
+          redirect_uris: [],
+          response_types: [],
+        },
+      ],
+      features: { clientCredentials: { enabled: true } },
+    });
+    const server = provider.listen(port, '127.0.0.1');
+    try {
+      const grant = async (k: JwtSigningKey) => {
+        const config = await oidc.discovery(
+          new URL(issuer),
+          'hsm-client',
+          undefined,
+          await privateKeyJwtAuth(k),
+          {
+            execute: [oidc.allowInsecureRequests],
+          },
+        );
+        return oidc.clientCredentialsGrant(config);
+      };
+      const tokens = await grant(key);
+      expect(tokens.access_token).toBeTruthy();
+      await expect(grant(other)).rejects.toMatchObject({ error: 'invalid_client' });
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
   });
 
   it('refuses a wrong PIN and an unknown token, naming the variable', () => {

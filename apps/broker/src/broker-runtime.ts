@@ -152,7 +152,7 @@ export class BrokerRuntime {
       subjects: this.subjects,
       transactions: this.transactions,
       peerIssuer: (region) => this.peerIssuer(region),
-      signingJwk: () => this.keySet.current.privateJwk,
+      signingKey: () => this.keySet.current,
       logoutStateKey: Buffer.from(
         hkdfSync('sha256', config.kek, 'meridian', `logout-state:${config.region}`, 32),
       ),

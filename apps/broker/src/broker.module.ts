@@ -53,7 +53,7 @@ export class BrokerModule {
           issuer: runtime.config.issuer,
           clientId: consoleClientId(runtime.config.region),
           signingAlg: runtime.config.signingAlg,
-          signingJwk: () => runtime.keys.current.privateJwk,
+          signingKey: () => runtime.keys.current,
           apiBase: () => runtime.config.consoleApiUrl ?? state.localUrl ?? runtime.config.issuer,
           kek: runtime.config.kek,
           regionDb: runtime.regionDb,

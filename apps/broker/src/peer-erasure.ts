@@ -4,10 +4,10 @@
  * only a region's own keys, only for subjects homed in that region). Peers that miss the push
  * catch up from the control plane's tombstones.
  */
-import { SignJWT, createLocalJWKSet, decodeJwt, importJWK, jwtVerify, type JSONWebKeySet } from 'jose';
+import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet } from 'jose';
 import type { ControlDatabase } from '@meridian/persistence';
 import type { SubjectStore } from '@meridian/federation';
-import type { KeySet } from '@meridian/keys';
+import { signJwt, type KeySet } from '@meridian/keys';
 import type { Logger } from 'pino';
 
 export const ERASURE_NOTICE_PATH = '/privacy/erasure-notices';
@@ -36,15 +36,20 @@ export class PeerErasure {
     return Promise.all(
       peers.map(async (peer) => {
         try {
-          const notice = await new SignJWT({})
-            .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: TYP })
-            .setIssuer(this.o.issuer)
-            .setAudience(peer.issuer)
-            .setSubject(sub)
-            .setJti(crypto.randomUUID())
-            .setIssuedAt()
-            .setExpirationTime('2m')
-            .sign(await importPrivate(key.privateJwk));
+          const iat = Math.floor(Date.now() / 1000);
+          // Signed where the region key lives (sealed under the KEK, or in a PKCS#11 token).
+          const notice = await signJwt(
+            key,
+            {
+              iss: this.o.issuer,
+              aud: peer.issuer,
+              sub,
+              jti: crypto.randomUUID(),
+              iat,
+              exp: iat + 120,
+            },
+            { typ: TYP },
+          );
           const res = await fetch(`${peer.issuer}${ERASURE_NOTICE_PATH}`, {
             method: 'POST',
             headers: { 'content-type': 'application/json' },
@@ -109,8 +114,4 @@ export class PeerErasure {
     const erased = await this.o.subjects.eraseCopy(sub, `region:${sender.id}`);
     return { status: 202, body: { erased } };
   }
-}
-
-function importPrivate(jwk: KeySet['current']['privateJwk']) {
-  return importJWK(jwk, jwk.alg);
 }

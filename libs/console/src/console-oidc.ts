@@ -6,7 +6,8 @@
  * channel (token, JWKS, revocation) goes to `apiBase`, this broker's own listener by default.
  */
 import * as oidc from 'openid-client';
-import { decodeJwt, importJWK, type JWK } from 'jose';
+import { decodeJwt } from 'jose';
+import { privateKeyJwtAuth, type JwtSigningKey } from '@meridian/keys';
 import { ADMIN_AUDIENCE } from '@meridian/tokens';
 
 export const CONSOLE_SCOPE = 'openid offline_access meridian:admin meridian:compliance';
@@ -17,7 +18,7 @@ export interface ConsoleOidcDeps {
   clientId: string;
   signingAlg: string;
   /** The region's current signing key (private JWK with `kid`). */
-  signingJwk: () => JWK;
+  signingKey: () => JwtSigningKey;
   apiBase: () => string;
   timeoutMs: number;
 }
@@ -85,16 +86,15 @@ export class ConsoleOidcClient {
   }
 
   private async config(): Promise<oidc.Configuration> {
-    const jwk = this.deps.signingJwk();
-    const key = `${jwk.kid}`;
+    const signingKey = this.deps.signingKey();
+    const key = signingKey.kid;
     if (this.cached?.key === key) return this.cached.config;
     const server = await this.serverMetadata();
-    const privateKey = await importJWK(jwk, jwk.alg ?? this.deps.signingAlg);
     const config = new oidc.Configuration(
       server,
       this.deps.clientId,
       { id_token_signed_response_alg: this.deps.signingAlg },
-      oidc.PrivateKeyJwt({ key: privateKey, kid: jwk.kid } as Parameters<typeof oidc.PrivateKeyJwt>[0]),
+      await privateKeyJwtAuth(signingKey),
     );
     config.timeout = Math.ceil(this.deps.timeoutMs / 1000);
     if (new URL(this.deps.issuer).protocol === 'http:' || new URL(this.deps.apiBase()).protocol === 'http:')

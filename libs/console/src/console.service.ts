@@ -3,8 +3,8 @@
  * session (else: sign in), every POST with a valid CSRF token from the same origin (else: 403),
  * and every read or change through the API with the person's own token.
  */
-import type { JWK } from 'jose';
 import type { Logger } from 'pino';
+import type { JwtSigningKey } from '@meridian/keys';
 import type { RegionDatabase } from '@meridian/persistence';
 import { ApiUnavailableError, ConsoleApi, SessionEndedError } from './api';
 import { ConsoleOidcClient, ConsoleOidcError } from './console-oidc';
@@ -29,7 +29,8 @@ export interface ConsoleDeps {
   issuer: string;
   clientId: string;
   signingAlg: string;
-  signingJwk: () => JWK;
+  /** The region's current signing key: the console's private_key_jwt (sealed, or in an HSM). */
+  signingKey: () => JwtSigningKey;
   /** Where this broker's API and token endpoint answer (its own listener by default). */
   apiBase: () => string;
   kek: Buffer;
@@ -96,7 +97,7 @@ export class ConsoleService {
       issuer: deps.issuer,
       clientId: deps.clientId,
       signingAlg: deps.signingAlg,
-      signingJwk: deps.signingJwk,
+      signingKey: deps.signingKey,
       apiBase: deps.apiBase,
       timeoutMs: deps.timeoutMs,
     });

@@ -7,9 +7,9 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type Provider from 'oidc-provider';
-import type { JWK } from 'jose';
 import type { Logger } from 'pino';
 import type { AuditLog } from '@meridian/audit';
+import type { JwtSigningKey } from '@meridian/keys';
 import { isDatabaseUnavailable } from '@meridian/persistence';
 import {
   decide,
@@ -62,7 +62,7 @@ export interface LoginDeps {
   transactions: LoginTransactionStore;
   peerIssuer: (region: string) => Promise<string | undefined>;
   /** This region's current signing key: private_key_jwt at peers (and upstreams that want it). */
-  signingJwk: () => JWK;
+  signingKey: () => JwtSigningKey;
   /** Keys the state that carries the final logout destination through the upstream. */
   logoutStateKey: Buffer;
   audit: AuditLog;
@@ -567,17 +567,17 @@ export class LoginService {
 
   private async upstreamTarget(fed: FederationConfig & { version: string }): Promise<UpstreamTarget> {
     const method = fed.tokenEndpointAuthMethod;
-    const privateJwk = method === 'private_key_jwt' ? this.deps.signingJwk() : undefined;
+    const signingKey = method === 'private_key_jwt' ? this.deps.signingKey() : undefined;
     // Each region is its own client at the upstream; an older row without one falls back to the
     // shared configuration's client id.
     const clientId = (await this.deps.federations.clientId(fed.id)) ?? fed.clientId;
     const secrets = method === 'private_key_jwt' ? {} : await this.deps.federations.secrets(fed.id);
     return {
       // The secret's tag is part of the key: a rotation takes effect at once.
-      key: `fed:${fed.id}:${fed.version}:${clientId}:${privateJwk?.kid ?? ''}:${secrets.current ? secretTag(secrets.current) : ''}`,
+      key: `fed:${fed.id}:${fed.version}:${clientId}:${signingKey?.kid ?? ''}:${secrets.current ? secretTag(secrets.current) : ''}`,
       issuer: fed.issuer,
       clientId,
-      auth: { method, secret: secrets.current, previousSecret: secrets.previous, privateJwk },
+      auth: { method, secret: secrets.current, previousSecret: secrets.previous, signingKey },
     };
   }
 
@@ -585,12 +585,12 @@ export class LoginService {
     const issuer = await this.deps.peerIssuer(home);
     if (!issuer)
       throw new FederationError('ERR_HANDOFF_MISROUTED', `the home region ${home} is not registered`, home);
-    const jwk = this.deps.signingJwk();
+    const signingKey = this.deps.signingKey();
     return {
-      key: `peer:${home}:${issuer}:${jwk.kid}`,
+      key: `peer:${home}:${issuer}:${signingKey.kid}`,
       issuer,
       clientId: peerClientId(this.deps.region),
-      auth: { method: 'private_key_jwt', privateJwk: jwk },
+      auth: { method: 'private_key_jwt', signingKey },
     };
   }
 

@@ -5,8 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import * as oidc from 'openid-client';
-import { importJWK, type JWK } from 'jose';
 import { isLoopbackHost } from '@meridian/config';
+import { privateKeyJwtAuth, type JwtSigningKey } from '@meridian/keys';
 import { FederationError, type UpstreamAuthMethod } from './federation.types';
 
 export interface UpstreamTarget {
@@ -22,7 +22,8 @@ export interface UpstreamTarget {
      * refuses the current one as `invalid_client` (it may not have switched yet).
      */
     previousSecret?: string;
-    privateJwk?: JWK;
+    /** private_key_jwt: this region's current signing key (sealed, or in a PKCS#11 token). */
+    signingKey?: JwtSigningKey;
   };
 }
 
@@ -119,9 +120,7 @@ export class UpstreamClient {
         break;
       }
       case 'private_key_jwt': {
-        const jwk = target.auth.privateJwk!;
-        const key = await importJWK(jwk, jwk.alg);
-        clientAuth = oidc.PrivateKeyJwt({ key, kid: jwk.kid } as Parameters<typeof oidc.PrivateKeyJwt>[0]);
+        clientAuth = await privateKeyJwtAuth(target.auth.signingKey!);
         break;
       }
       default: {
