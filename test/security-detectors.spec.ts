@@ -25,6 +25,7 @@ import {
   tokenRequest,
   type InProcessBroker,
 } from './support/broker';
+import { createVerifier } from '@meridian/verifier';
 import { freePort } from './support/ports';
 import { ccRequest, raw, someAddress, startWebhookReceiver } from './support/security';
 
@@ -480,5 +481,62 @@ describe('events reported by a sidecar (POST /security/events)', () => {
     });
     expect(wrongAudience.status).toBe(401);
     expect(wrongAudience.headers['www-authenticate']).toMatch(/^Bearer error="invalid_token"/);
+  });
+});
+
+// ----------------------------------------------------------------- verifier SDK reports
+
+describe('events reported by the verifier SDK (createVerifier report option)', () => {
+  it('a token presented at an SDK service outside its residency.processing: refused there, alerted here', async () => {
+    const reporter = await registerClient(
+      'orders-sdk',
+      machine(['urn:meridian:security-events'], 'meridian:security:report'),
+    );
+    const worker = await registerClient('sdk-bound-worker', machine([API], 'api:read'));
+    const verifier = createVerifier({
+      trustBundleUrl: `${broker.url}/.well-known/meridian/trust-bundle`,
+      audience: API,
+      report: {
+        url: `${broker.url}/security/events`,
+        clientId: reporter.clientId,
+        clientSecret: reporter.clientSecret,
+        intervalMs: 200,
+        region: 'us',
+      },
+    });
+    try {
+      const token = await clientCredentials(broker.url, worker, API);
+      expect(token.status).toBe(200);
+      await expect(
+        verifier.verify(token.body.access_token as string, { region: 'us' }),
+      ).rejects.toMatchObject({ code: 'ERR_RESIDENCY_PROCESSING', status: 403 });
+      const alert = await hooks.waitFor(
+        (a) => a.detector === 'residency_violation' && a.target?.id === worker.clientId,
+      );
+      expect(alert.verified).toBe(true);
+      expect(alert.detail).toMatchObject({
+        client: worker.clientId,
+        service: API,
+        serviceRegion: 'us',
+        tokenRegion: 'eu',
+        reporter: reporter.clientId,
+      });
+    } finally {
+      await verifier.close();
+    }
+  });
+
+  it('refuses report options that would send credentials in clear text or to the wrong place', () => {
+    const base = { trustBundleUrl: `${broker.url}/.well-known/meridian/trust-bundle`, audience: API };
+    const report = { url: `${broker.url}/security/events`, clientId: 'c', clientSecret: 's' };
+    expect(() =>
+      createVerifier({ ...base, report: { ...report, url: 'http://broker.example/security/events' } }),
+    ).toThrow(/report.url must be https/);
+    expect(() => createVerifier({ ...base, report: { ...report, url: `${broker.url}/token` } })).toThrow(
+      /report.url must be the broker's security events endpoint/,
+    );
+    expect(() => createVerifier({ ...base, report: { ...report, clientSecret: '' } })).toThrow(
+      /report.clientSecret is required/,
+    );
   });
 });

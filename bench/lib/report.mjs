@@ -683,7 +683,10 @@ function short(name) {
 }
 
 function scenarioLine(sc) {
-  return `<sub>${sc.seconds} s; load average ${la(sc.loadavgBefore)} before, ${la(sc.loadavgAfter)} after.</sub>`;
+  const rerun = sc.rerun
+    ? ` Re-run on its own (${sc.rerun.date}, \`${sc.rerun.command}\`, commit \`${sc.rerun.commit}\`): ${sc.rerun.reason}`
+    : '';
+  return `<sub>${sc.seconds} s; load average ${la(sc.loadavgBefore)} before, ${la(sc.loadavgAfter)} after.${rerun}</sub>`;
 }
 
 function targetTable(rows, cpuKey) {

@@ -8,7 +8,7 @@ import { ExpressAdapter, type NestExpressApplication } from '@nestjs/platform-ex
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import express from 'express';
 import type { Logger } from 'pino';
-import type { BrokerConfig } from '@meridian/config';
+import { trustedProxyMatcher, type BrokerConfig } from '@meridian/config';
 import { PinoNestLogger, createBrokerMetrics, createLogger } from '@meridian/observability';
 import { BrokerRuntime } from './broker-runtime';
 import { BrokerModule } from './broker.module';
@@ -137,7 +137,7 @@ export async function startBroker(
     },
     logger,
     metrics,
-    trustedProxies: new Set(config.trustedProxies),
+    trustedProxies: trustedProxyMatcher(config.trustedProxies),
     clientCertHeader: config.clientCertHeader,
     refuseUnavailable: runtime.outage.gate,
     admission: runtime.security.admission,

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import type { AddressMatcher } from '@meridian/config';
 import type { BrokerMetrics } from '@meridian/observability';
 import { attachClientCertificate } from '@meridian/tokens';
 
@@ -46,7 +47,7 @@ export interface DispatchDeps {
   logger: Logger;
   metrics: BrokerMetrics;
   /** RFC 8705: proxies whose client-certificate header is believed, and its name. */
-  trustedProxies: ReadonlySet<string>;
+  trustedProxies: AddressMatcher;
   clientCertHeader: string;
   /**
    * Fail closed (RFC 9110 §15.6.4): answers 503 and returns true when the route needs a database

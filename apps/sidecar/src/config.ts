@@ -8,7 +8,7 @@ import { isIP } from 'node:net';
 import type { JWK } from 'jose';
 import { parseDecryptionKeys } from './decryption-keys';
 import { parseRoutes, type RouteRule } from './routes';
-import type { SecurityReportConfig } from './security-report';
+import type { SecurityReportConfig } from '@meridian/verifier';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];

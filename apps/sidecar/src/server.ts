@@ -8,13 +8,12 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import { createVerifier, type Verifier } from '@meridian/verifier';
+import { SecurityReporter, createVerifier, readCredentials, type Verifier } from '@meridian/verifier';
 import { authorize, type AuthorizationPolicy, type Decision } from './authorize';
 import type { SidecarConfig } from './config';
 import { watchDecryptionKeys } from './decryption-keys';
 import { callerIdentityHeaders, downstreamResponseHeaders, upstreamRequestHeaders } from './headers';
 import { createSidecarMetrics, type Mode, type SidecarMetrics } from './metrics';
-import { SecurityReporter } from './security-report';
 import { listenerTlsOptions, peerCertificate, watchTlsFiles, type TlsWatch } from './tls';
 
 export interface SidecarDeps {
@@ -198,7 +197,10 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
     started: number,
   ) {
     metrics.denied(mode, decision.reason);
-    reporter?.refused(decision.reason, req.headers);
+    reporter?.refused(
+      decision.reason,
+      () => readCredentials(req.headers.authorization, req.headers.dpop)?.token,
+    );
     log.info(
       {
         mode,

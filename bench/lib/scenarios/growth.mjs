@@ -15,6 +15,7 @@ import {
   percentiles,
   rand,
   require,
+  sleep,
   step,
   withPg,
 } from '../common.mjs';
@@ -332,10 +333,16 @@ export const growthRegions = {
           );
           regions = n;
         }
-        const bundle = await http(
-          'growth_regions: trust bundle',
-          `${broker.issuer}/.well-known/meridian/trust-bundle`,
-        );
+        // The broker builds its bundle at most once a second: a region just added shows within one.
+        let bundle;
+        for (let tries = 0; ; tries++) {
+          bundle = await http(
+            'growth_regions: trust bundle',
+            `${broker.issuer}/.well-known/meridian/trust-bundle`,
+          );
+          if ((bundle.status === 200 && bundle.json?.regions?.length === n) || tries >= 30) break;
+          await sleep(100);
+        }
         if (bundle.status !== 200 || bundle.json?.regions?.length !== n)
           throw new BenchError(
             'growth_regions: trust bundle',

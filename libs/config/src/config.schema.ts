@@ -12,6 +12,7 @@ import {
   type SigningKeyProviderConfig,
 } from './key-provider-config';
 import { SECURITY_SENSITIVE_VARIABLES, parseSecurityEnv, type SecurityConfig } from './security-config';
+import { parseProxyEntry } from './trusted-proxies';
 
 export type SigningAlg = 'ES256' | 'RS256' | 'PS256' | 'EdDSA';
 export const SIGNING_ALGS: readonly SigningAlg[] = ['ES256', 'RS256', 'PS256', 'EdDSA'];
@@ -333,8 +334,11 @@ export function validateBrokerEnv(
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean);
-  for (const p of trustedProxies)
-    if (isIP(p) === 0) errors.push('MERIDIAN_TRUSTED_PROXIES must be a comma-separated list of IP addresses');
+  const badProxy = trustedProxies.find((p) => parseProxyEntry(p) === undefined);
+  if (badProxy !== undefined)
+    errors.push(
+      `MERIDIAN_TRUSTED_PROXIES must be a comma-separated list of IP addresses or CIDR ranges (e.g. 10.0.0.0/8, fd00::/8); "${badProxy.slice(0, 60)}" is neither`,
+    );
   const clientCertHeader = (get('MERIDIAN_CLIENT_CERT_HEADER') ?? 'x-client-cert').toLowerCase();
   if (!/^[a-z0-9-]{1,64}$/.test(clientCertHeader))
     errors.push('MERIDIAN_CLIENT_CERT_HEADER must be a header name');

@@ -19,7 +19,7 @@ import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { AuditLog, AuditOutcome } from '@meridian/audit';
-import type { Rate, SecurityConfig } from '@meridian/config';
+import { trustedProxyMatcher, type AddressMatcher, type Rate, type SecurityConfig } from '@meridian/config';
 import { pseudonym } from '@meridian/federation';
 import type { RegionDatabase } from '@meridian/persistence';
 import { ADMIN_AUDIENCE, SECURITY_EVENTS_AUDIENCE, SECURITY_REPORT_SCOPE } from '@meridian/tokens';
@@ -145,7 +145,7 @@ export class SecurityRuntime {
   readonly shedder: LoadShedder;
   readonly metrics: SecurityMetrics;
   private readonly webhook?: WebhookSender;
-  private readonly trusted: ReadonlySet<string>;
+  private readonly trusted: AddressMatcher;
   /** Lockouts in force (key → end, ms): polled from the region, set at once when made here. */
   private lockouts = new Map<string, number>();
   private timers: NodeJS.Timeout[] = [];
@@ -169,7 +169,7 @@ export class SecurityRuntime {
       },
     });
     this.shedder = new LoadShedder(deps.config.shedding);
-    this.trusted = new Set(deps.trustedProxies);
+    this.trusted = trustedProxyMatcher(deps.trustedProxies);
     if (deps.config.webhook) {
       const webhooks = this.metrics.webhooks;
       this.webhook = new WebhookSender({

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { parseProxyEntry, trustedProxyMatcher } from '@meridian/config';
 import { clientAddress, sourceKey } from './source-address';
 
 const TRUSTED = new Set(['10.0.0.1', '10.0.0.2']);
@@ -35,5 +36,43 @@ describe('the source address of a request (MERIDIAN_TRUSTED_PROXIES)', () => {
     expect(sourceKey('2001:db8::1')).toBe('2001:db8:0:0::/64');
     expect(sourceKey('::1')).toBe('0:0:0:0::/64');
     expect(sourceKey('203.0.113.9')).toBe('203.0.113.9');
+  });
+});
+
+describe('MERIDIAN_TRUSTED_PROXIES as CIDR ranges (an ingress on a pod network)', () => {
+  const PODS = trustedProxyMatcher(['10.42.0.0/16', 'fd00:42::/64', '192.0.2.10']);
+
+  it('believes X-Forwarded-For from any address in a range, and from a single address', () => {
+    expect(clientAddress('10.42.7.19', '203.0.113.9', PODS)).toBe('203.0.113.9');
+    expect(clientAddress('fd00:42::beef', '203.0.113.9', PODS)).toBe('203.0.113.9');
+    expect(clientAddress('192.0.2.10', '203.0.113.9', PODS)).toBe('203.0.113.9');
+    // Proxies chained inside the range are skipped, right to left.
+    expect(clientAddress('10.42.0.5', '198.51.100.1, 203.0.113.9, 10.42.3.3', PODS)).toBe('203.0.113.9');
+  });
+
+  it('ignores the header from just outside a range (a forged header changes nothing)', () => {
+    expect(clientAddress('10.43.0.1', '203.0.113.9', PODS)).toBe('10.43.0.1');
+    expect(clientAddress('fd00:43::1', '203.0.113.9', PODS)).toBe('fd00:43::1');
+    expect(clientAddress('192.0.2.11', '203.0.113.9', PODS)).toBe('192.0.2.11');
+    expect(clientAddress('::ffff:10.43.0.1', '203.0.113.9', PODS)).toBe('10.43.0.1');
+  });
+
+  it('an empty list trusts no one', () => {
+    expect(clientAddress('10.42.0.1', '203.0.113.9', trustedProxyMatcher([]))).toBe('10.42.0.1');
+  });
+
+  it('parses addresses and ranges, and nothing else', () => {
+    expect(parseProxyEntry('10.0.0.0/8')).toEqual({ address: '10.0.0.0', prefix: 8, v6: false });
+    expect(parseProxyEntry('::1')).toEqual({ address: '::1', v6: true });
+    for (const bad of [
+      '10.0.0.0/33',
+      'fd00::/129',
+      '10.0.0.0/',
+      '10.0.0.0/8/1',
+      'proxy.local',
+      '10.0.0.0/-1',
+      '',
+    ])
+      expect(parseProxyEntry(bad), bad).toBeUndefined();
   });
 });

@@ -9,6 +9,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
+import type { AddressMatcher } from '@meridian/config';
 
 /** `::ffff:192.0.2.1` → `192.0.2.1`; other addresses unchanged (lower case). */
 export function normalizeAddress(address: string): string {
@@ -30,7 +31,7 @@ function hopAddress(raw: string): string {
 export function clientAddress(
   peer: string | undefined,
   forwardedFor: string | string[] | undefined,
-  trustedProxies: ReadonlySet<string>,
+  trustedProxies: AddressMatcher,
 ): string {
   let current = normalizeAddress(peer ?? '');
   if (!current || !trustedProxies.has(current) || forwardedFor === undefined) return current || 'unknown';
@@ -69,7 +70,7 @@ export function sourceKey(address: string): string {
 const sources = new WeakMap<IncomingMessage, string>();
 
 /** The source key of a request, computed once (by the dispatcher) and read by the OP hooks. */
-export function requestSource(req: IncomingMessage, trustedProxies: ReadonlySet<string>): string {
+export function requestSource(req: IncomingMessage, trustedProxies: AddressMatcher): string {
   let key = sources.get(req);
   if (key === undefined) {
     key = sourceKey(clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], trustedProxies));

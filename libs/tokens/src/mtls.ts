@@ -6,6 +6,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
+import type { AddressMatcher } from '@meridian/config';
 
 export const CLIENT_CERT = Symbol.for('meridian.client-certificate');
 
@@ -27,7 +28,7 @@ function normaliseAddress(address: string | undefined): string {
  */
 export function attachClientCertificate(
   req: IncomingMessage,
-  o: { trustedProxies: ReadonlySet<string>; header: string },
+  o: { trustedProxies: AddressMatcher; header: string },
 ): void {
   const verifyHeader = `${o.header}-verify`;
   const fromHeader = req.headers[o.header];

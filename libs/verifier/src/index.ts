@@ -14,6 +14,13 @@ export {
   type VerifierErrorResponse,
 } from './errors';
 export { readCredentials, type PresentedCredentials } from './authorization-header';
+export {
+  SECURITY_EVENTS_AUDIENCE,
+  SECURITY_REPORT_SCOPE,
+  SecurityReporter,
+  type ReportLogger,
+  type SecurityReportConfig,
+} from './security-report';
 export { certificateThumbprint } from './certificate-binding';
 export type {
   AccessTokenClaims,

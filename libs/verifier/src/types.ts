@@ -161,6 +161,25 @@ export interface VerifierOptions {
    * accepted (RFC 8725 §3.2: never RSA1_5; never `dir`); the content must be a signed token.
    */
   decryptionKeys?: JWK[] | (() => JWK[] | Promise<JWK[]>);
+  /**
+   * Tell the broker about refusals worth its detectors (issue 6): tokens presented although
+   * `region` is not in their `residency.processing`, and invalid-signature / unknown-issuer
+   * tokens — counted here and sent in one batch per `intervalMs` (default 10 000) to
+   * `<broker issuer>/security/events` with a client_credentials token of a client registered
+   * for the audience `urn:meridian:security-events` and scope `meridian:security:report`.
+   * Reporting never delays or changes a verification. The same reports as the sidecar's
+   * SIDECAR_REPORT_*; call `close()` at shutdown to send what is pending.
+   */
+  report?: {
+    url: string;
+    clientId: string;
+    clientSecret: string;
+    intervalMs?: number;
+    /** This service's region, as the report names it. */
+    region?: string;
+    /** Where an undelivered report is told (default: console.warn). */
+    logger?: { warn(obj: object, msg: string): void };
+  };
   /** DPoP proof checks (RFC 9449). */
   dpop?: {
     /** How old a proof's `iat` may be (default 60). */

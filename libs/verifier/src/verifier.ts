@@ -11,6 +11,7 @@ import { certificateMatches } from './certificate-binding';
 import { verifyDpopProof } from './dpop';
 import { quoted, VerifierError, type VerifierErrorCode } from './errors';
 import { Introspector } from './introspection';
+import { SecurityReporter } from './security-report';
 import { TrustStore, algorithmsForJwk, type IssuerEntry, type TrustedKey } from './trust-store';
 import type {
   AccessTokenClaims,
@@ -51,6 +52,8 @@ export interface Verifier {
   refresh(): Promise<BundleStatus>;
   /** Whether a bundle is loaded, how old it is, and why the last refresh failed. */
   bundleStatus(): BundleStatus;
+  /** Stops background work and sends any pending security report (the `report` option). */
+  close(): Promise<void>;
 }
 
 /** Algorithms an access token may be signed with at all; the key then narrows it to one. */
@@ -202,6 +205,23 @@ function validateOptions(o: VerifierOptions): void {
       errors.push('introspection.clientSecret is required');
     nonNegative('introspection.cacheTtlMs', i.cacheTtlMs);
   }
+  if (o?.report) {
+    const r = o.report;
+    let url: URL | undefined;
+    try {
+      url = new URL(r.url);
+    } catch {
+      // reported below
+    }
+    if (!url || !url.pathname.endsWith('/security/events'))
+      errors.push("report.url must be the broker's security events endpoint, <issuer>/security/events");
+    else if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopback(url.hostname)))
+      errors.push('report.url must be https (http only on loopback)');
+    if (typeof r.clientId !== 'string' || !r.clientId) errors.push('report.clientId is required');
+    if (typeof r.clientSecret !== 'string' || !r.clientSecret) errors.push('report.clientSecret is required');
+    if (r.intervalMs !== undefined && !(typeof r.intervalMs === 'number' && r.intervalMs >= 100))
+      errors.push('report.intervalMs must be at least 100 milliseconds');
+  }
   if (errors.length) throw new TypeError(`invalid verifier options:\n- ${errors.join('\n- ')}`);
 }
 
@@ -217,6 +237,7 @@ class MeridianVerifier implements Verifier {
   private readonly replay: DpopReplayStore;
   private readonly decryptionKeys: VerifierOptions['decryptionKeys'];
   private readonly keyObjects = new Map<string, KeyObject>();
+  private readonly reporter: SecurityReporter | undefined;
 
   constructor(o: VerifierOptions) {
     validateOptions(o);
@@ -250,6 +271,25 @@ class MeridianVerifier implements Verifier {
     this.dpopWindowSeconds = o.dpop?.proofWindowSeconds ?? 60;
     this.replay = o.dpop?.replayStore ?? new MemoryReplayStore(this.now);
     this.decryptionKeys = o.decryptionKeys;
+    if (o.report) {
+      this.reporter = new SecurityReporter(
+        {
+          url: o.report.url,
+          clientId: o.report.clientId,
+          clientSecret: o.report.clientSecret,
+          intervalMs: o.report.intervalMs ?? 10_000,
+        },
+        { audience: o.audience, region: o.report.region },
+        o.report.logger ?? {
+          warn: (obj, msg) => console.warn(`[meridian verifier] ${msg}`, JSON.stringify(obj)),
+        },
+      );
+      this.reporter.start();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.reporter?.close();
   }
 
   /** Opens a token encrypted to this service and returns the signed token inside it. */
@@ -333,6 +373,7 @@ class MeridianVerifier implements Verifier {
       if (pending) await pending;
       return entry.token;
     } catch (err) {
+      if (err instanceof VerifierError) this.reporter?.refused(err.code, () => token ?? undefined);
       // RFC 9449 §7.1: a request that used DPoP is answered with a DPoP challenge.
       if (err instanceof VerifierError && err.scheme === 'Bearer' && opts.dpop) {
         throw new VerifierError(err.code, err.description, {

@@ -1,16 +1,19 @@
 /**
- * What the sidecar tells its broker (issue 6): tokens presented here although this service's
- * region is not in their `residency.processing`, and tokens refused for an invalid signature or
- * an unknown issuer. Counted in memory and sent in one batch per interval to the broker's
+ * What a service tells its broker (issue 6) — through the auth sidecar (SIDECAR_REPORT_*) or the
+ * verifier SDK (the `report` option): tokens presented here although this service's region is
+ * not in their `residency.processing`, and tokens refused for an invalid signature or an unknown
+ * issuer. Counted in memory and sent in one batch per interval to the broker's
  * POST /security/events, authenticated with a client_credentials token of that broker
  * (audience urn:meridian:security-events, scope meridian:security:report). Reporting never
  * delays or changes an answer to a client; a report that cannot be sent is kept (bounded) for
  * the next interval.
  */
-import type { IncomingHttpHeaders } from 'node:http';
 import { decodeJwt } from 'jose';
-import type { Logger } from 'pino';
-import { readCredentials } from '@meridian/verifier';
+
+/** Where a report that could not be sent is told (pino's `warn` fits). */
+export interface ReportLogger {
+  warn(obj: object, msg: string): void;
+}
 
 export const SECURITY_EVENTS_AUDIENCE = 'urn:meridian:security-events';
 export const SECURITY_REPORT_SCOPE = 'meridian:security:report';
@@ -51,7 +54,7 @@ export class SecurityReporter {
   constructor(
     private readonly config: SecurityReportConfig,
     private readonly service: { audience: string; region?: string },
-    private readonly logger: Logger,
+    private readonly logger: ReportLogger,
   ) {}
 
   start(): void {
@@ -59,10 +62,14 @@ export class SecurityReporter {
     this.timer.unref();
   }
 
-  /** Called for every refused request; cheap, never throws. */
-  refused(reason: string, headers: IncomingHttpHeaders): void {
+  /**
+   * Called for every refused request with the refusal's code and a way to the token presented
+   * (asked for only on a residency refusal, when the token passed every other check and its
+   * claims can be named); cheap, never throws.
+   */
+  refused(reason: string, token: () => string | undefined): void {
     try {
-      if (reason === 'ERR_RESIDENCY_PROCESSING') this.residency(headers);
+      if (reason === 'ERR_RESIDENCY_PROCESSING') this.residency(token());
       else if (REPORTED_REJECTIONS.has(reason))
         this.add(`rej:${reason}`, { type: 'token_rejected', count: 1, code: reason });
     } catch {
@@ -71,8 +78,7 @@ export class SecurityReporter {
   }
 
   /** The token passed every check but residency: its claims are trustworthy enough to name. */
-  private residency(headers: IncomingHttpHeaders): void {
-    const token = readCredentials(headers.authorization, headers.dpop)?.token;
+  private residency(token: string | undefined): void {
     let claims: Record<string, unknown> = {};
     try {
       if (token) claims = decodeJwt(token) as Record<string, unknown>;
