@@ -104,6 +104,37 @@ describe('RateLimiter: reservations keep a shared limit exact and cheap', () => 
     expect(calls).toBeLessThan(120);
   });
 
+  it('a reservation lasts the key period (at most a minute): a client calling every few seconds asks the database once a minute, and requests of one event-loop turn share one statement', async () => {
+    let clock = 1_000_000;
+    const batches: number[] = [];
+    const limiter = new RateLimiter(
+      {
+        take: (r: Parameters<SecurityStore['take']>[0]) => {
+          batches.push(r.length);
+          return a.take(r);
+        },
+      },
+      { batch: 64, now: () => clock },
+    );
+    const rate = { limit: 6000, periodSeconds: 60 }; // 64 units per reservation
+    const key = `period:${Math.random()}`;
+    for (const at of [0, 2_000, 15_000, 45_000, 59_999]) {
+      clock = 1_000_000 + at;
+      const v = await limiter.admit([{ key, rate }]);
+      expect(v.ok).toBe(true);
+    }
+    expect(batches).toEqual([1]);
+    clock = 1_000_000 + 60_000;
+    expect((await limiter.admit([{ key, rate }])).ok).toBe(true);
+    expect(batches).toEqual([1, 1]);
+    // 30 clients never seen, in one turn: one statement for all of them.
+    const many = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => limiter.admit([{ key: `turn:${i}:${Math.random()}`, rate }])),
+    );
+    expect(many.every((v) => v.ok)).toBe(true);
+    expect(batches).toEqual([1, 1, 30]);
+  });
+
   it('a small limit is exact: one unit per database call', async () => {
     const limiter = new RateLimiter(a, { batch: 64 });
     expect(limiter.leaseSize({ limit: 10, periodSeconds: 60 })).toBe(1);

@@ -4,10 +4,11 @@
  * The shared state is a GCRA bucket per key in the region database (SecurityStore.take). A
  * replica does not ask the database for every request: it reserves a few units of a key at once
  * (at most `batch`, and at most 1/50 of the key's limit, so small limits stay exact) and spends
- * them locally for up to a second. Reserved units are taken from the shared bucket when they are
- * reserved, so the replicas together never admit more than the limit; the cost is that units a
- * replica reserved and did not spend are lost for the others (at most replicas × reservation,
- * ≤ 2 % of the limit per replica). A refusal is remembered until the bucket can have room again.
+ * them locally for up to the key's period (at most a minute). Reserved units are taken from the
+ * shared bucket when they are reserved, so the replicas together never admit more than the
+ * limit's rate; a burst can run ahead of the bucket by at most the units each replica holds
+ * (≤ 2 % of the limit per replica), and units a replica reserved and did not spend are lost for
+ * the others (the same bound). A refusal is remembered until the bucket can have room again.
  *
  * When the store does not answer (error or `timeoutMs`), the limiter fails closed: the request
  * is refused as `unavailable` (503 with Retry-After) and, for `breakerMs`, further requests are
@@ -38,7 +39,17 @@ interface Local {
 }
 
 const OK: Verdict = Object.freeze({ ok: true });
-const LEASE_MS = 1000;
+/**
+ * How long reserved units stay spendable here: the key's period, at most a minute. Units are
+ * charged to the shared bucket when reserved, so a longer lease admits no more than a shorter
+ * one (the bound is the lease size per replica either way); it saves a database round trip for
+ * every client that calls less than once a second but more than once a period.
+ */
+function leaseMs(rate: Rate): number {
+  return Math.min(60_000, Math.max(1000, rate.periodSeconds * 1000));
+}
+/** Keys held in memory at most; beyond, the oldest are dropped (their unspent units with them). */
+const MAX_KEYS = 100_000;
 /** Keys asked for in one statement at most. */
 const MAX_BATCH = 256;
 
@@ -94,7 +105,7 @@ export class RateLimiter {
   private entry(key: string): Local {
     let e = this.local.get(key);
     if (!e) {
-      if (this.local.size >= 50_000) this.prune();
+      if (this.local.size >= MAX_KEYS) this.prune();
       this.local.set(key, (e = { units: 0, until: 0, refusedUntil: 0 }));
     }
     return e;
@@ -161,7 +172,7 @@ export class RateLimiter {
         if (r.granted > 0) {
           // Units left from an expired reservation are gone (they were taken long ago).
           e.units = (e.until > now ? e.units : 0) + r.granted;
-          e.until = now + LEASE_MS;
+          e.until = now + leaseMs(needed[i]!.check.rate);
         } else e.refusedUntil = now + Math.max(1, Math.ceil(r.retryAfterMs));
       });
     });
@@ -204,7 +215,14 @@ export class RateLimiter {
     const now = this.now();
     for (const [k, e] of this.local)
       if (!e.pending && e.refusedUntil <= now && (e.units <= 0 || e.until <= now)) this.local.delete(k);
-    if (this.local.size >= 50_000) this.local.clear();
+    if (this.local.size < MAX_KEYS) return;
+    let drop = this.local.size - Math.floor(MAX_KEYS * 0.9);
+    for (const [k, e] of this.local) {
+      if (drop <= 0) break;
+      if (e.pending) continue;
+      this.local.delete(k);
+      drop--;
+    }
   }
 
   /**
