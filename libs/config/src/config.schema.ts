@@ -47,7 +47,10 @@ export interface BrokerConfig {
   shutdownGraceMs: number;
   upstreamTimeoutMs: number;
   retentionIntervalSeconds: number;
-  /** Client metadata kept in memory (kept fresh by the control plane's change feed). */
+  /**
+   * Clients kept in memory (metadata and oidc-provider's Client instance, about 10 KB each),
+   * kept fresh by the control plane's change feed.
+   */
   clientCacheSize: number;
   /** Optional HTTPS listener for mutual-TLS clients (RFC 8705). */
   tls?: { port: number; certFile: string; keyFile: string; clientCaFile?: string };
@@ -308,7 +311,7 @@ export function validateBrokerEnv(
   if (retentionIntervalSeconds === undefined)
     errors.push('MERIDIAN_RETENTION_INTERVAL_SECONDS must be 0-604800 (0 turns the retention job off)');
 
-  const clientCacheSize = positiveInt(get('MERIDIAN_CLIENT_CACHE_SIZE'), 100_000, 100, 10_000_000);
+  const clientCacheSize = positiveInt(get('MERIDIAN_CLIENT_CACHE_SIZE'), 20_000, 100, 10_000_000);
   if (clientCacheSize === undefined) errors.push('MERIDIAN_CLIENT_CACHE_SIZE must be 100-10000000');
 
   let tls: BrokerConfig['tls'];

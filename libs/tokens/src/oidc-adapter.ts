@@ -95,7 +95,7 @@ export class RegionPayloadAdapter implements Adapter {
   }
 }
 
-/** How the client cache behaves; the defaults suit a region with up to ~100,000 clients. */
+/** How the client cache behaves; the defaults suit a region with up to ~20,000 active clients. */
 export interface ClientCacheOptions {
   /**
    * How long an entry is trusted without the change feed (the feed has not answered for this
@@ -150,7 +150,7 @@ export class ControlClientAdapter implements Adapter {
     options: ClientCacheOptions = {},
   ) {
     this.ttlMs = options.ttlMs ?? 5_000;
-    this.maxEntries = options.maxEntries ?? 100_000;
+    this.maxEntries = options.maxEntries ?? 20_000;
     this.maxMisses = options.maxMisses ?? 10_000;
     this.gapWindowMs = options.gapWindowMs ?? 60_000;
   }
