@@ -145,21 +145,7 @@ export const growthClients = {
           Number((await c.query('select count(*) from oidc_client')).rows[0].count),
         );
         const req = tokenRequest(hot);
-        const spreadReq = {
-          url: broker.tokenEndpoint,
-          requests: [
-            {
-              method: 'POST',
-              path: '/token',
-              headers: req.headers,
-              body: req.body,
-              setupRequest: (r) => ({
-                ...r,
-                headers: { ...r.headers, authorization: auths[Math.floor(Math.random() * n)] },
-              }),
-            },
-          ],
-        };
+        const spreadReq = perClient(broker, req, () => auths[Math.floor(Math.random() * n)]);
         // Each client's first request finds it in no cache: measured once per new client, then
         // the timed rounds show the steady state (every client cached, as in production).
         const cold = await step(`growth_clients: first request of clients ${touched + 1}–${n} (cold)`, () =>
@@ -195,6 +181,22 @@ export const growthClients = {
   },
 };
 
+/** The token request `req` with each request's client credentials from `authorization()`. */
+function perClient(broker, req, authorization) {
+  return {
+    url: broker.tokenEndpoint,
+    requests: [
+      {
+        method: 'POST',
+        path: '/token',
+        headers: req.headers,
+        body: req.body,
+        setupRequest: (r) => ({ ...r, headers: { ...r.headers, authorization: authorization() } }),
+      },
+    ],
+  };
+}
+
 /**
  * One token request per client in `auths`, each client once, at the run's concurrency: the cost
  * of a client the broker has not seen yet (a control-plane read and a new oidc-provider Client).
@@ -204,21 +206,7 @@ async function firstRequests(broker, req, auths, connections) {
   let next = 0;
   const t0 = performance.now();
   const { result, lat } = await cannon(
-    {
-      url: broker.tokenEndpoint,
-      requests: [
-        {
-          method: 'POST',
-          path: '/token',
-          headers: req.headers,
-          body: req.body,
-          setupRequest: (r) => ({
-            ...r,
-            headers: { ...r.headers, authorization: auths[next++ % auths.length] },
-          }),
-        },
-      ],
-    },
+    perClient(broker, req, () => auths[next++ % auths.length]),
     { connections: Math.min(connections, auths.length), amount: auths.length },
   );
   const seconds = (performance.now() - t0) / 1000;

@@ -20,6 +20,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { AuditLog, AuditOutcome } from '@meridian/audit';
 import { trustedProxyMatcher, type AddressMatcher, type Rate, type SecurityConfig } from '@meridian/config';
+import type { ReportedSecurityEvent } from '@meridian/verifier';
 import { pseudonym } from '@meridian/federation';
 import type { RegionDatabase } from '@meridian/persistence';
 import { ADMIN_AUDIENCE, SECURITY_EVENTS_AUDIENCE, SECURITY_REPORT_SCOPE } from '@meridian/tokens';
@@ -69,16 +70,8 @@ export interface SecurityReport {
   events: ReportedEvent[];
 }
 
-export interface ReportedEvent {
-  type: 'residency_violation' | 'token_rejected';
-  count: number;
-  code?: string;
-  client_id?: string;
-  sub?: string;
-  token_region?: string;
-  processing?: string[];
-  issuer?: string;
-}
+/** What sidecars and the verifier SDK send (libs/verifier SecurityReporter). */
+export type ReportedEvent = ReportedSecurityEvent;
 
 /** Port the login service calls (libs/federation defines its shape). */
 export interface LoginSecurityEvents {

@@ -19,6 +19,7 @@ export {
   SECURITY_REPORT_SCOPE,
   SecurityReporter,
   type ReportLogger,
+  type ReportedSecurityEvent,
   type SecurityReportConfig,
 } from './security-report';
 export { certificateThumbprint } from './certificate-binding';

@@ -26,7 +26,8 @@ export interface SecurityReportConfig {
   intervalMs: number;
 }
 
-interface PendingEvent {
+/** One event of a report, as POST /security/events takes it (the broker's libs/security reads the same type). */
+export interface ReportedSecurityEvent {
   type: 'residency_violation' | 'token_rejected';
   count: number;
   code?: string;
@@ -43,7 +44,7 @@ const MAX_KEYS = 1000;
 const TIMEOUT_MS = 5000;
 
 export class SecurityReporter {
-  private pending = new Map<string, PendingEvent>();
+  private pending = new Map<string, ReportedSecurityEvent>();
   private timer?: NodeJS.Timeout;
   private token?: { value: string; until: number };
   private tokenEndpoint?: string;
@@ -103,7 +104,7 @@ export class SecurityReporter {
     });
   }
 
-  private add(key: string, event: PendingEvent): void {
+  private add(key: string, event: ReportedSecurityEvent): void {
     const existing = this.pending.get(key);
     if (existing) existing.count = Math.min(existing.count + event.count, 1_000_000);
     else if (this.pending.size < MAX_KEYS) this.pending.set(key, event);
@@ -134,7 +135,7 @@ export class SecurityReporter {
     return this.sending;
   }
 
-  private async send(events: PendingEvent[]): Promise<void> {
+  private async send(events: ReportedSecurityEvent[]): Promise<void> {
     const body = JSON.stringify({
       audience: this.service.audience,
       ...(this.service.region ? { region: this.service.region } : {}),
