@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import { Client } from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adminCall, adminToken, tokenRequest } from './support/broker';
+import { adminCall, adminToken, clientCredentials, tokenRequest } from './support/broker';
 import { TestBrowser, type Page } from './support/browser';
 import { open } from '../libs/keys/src/envelope';
 import { deriveConsoleKeys, type ConsoleSession } from '../libs/console/src/session';
@@ -535,5 +535,109 @@ describe('the console: CSRF, tampering, sign-out', () => {
       expect(after.status, path).toBe(303);
       expect(new URL(after.headers.get('location')!, f.eu.url).pathname).toBe('/console/login');
     }
+  });
+});
+
+describe('the console: secret rotation with an overlap (issue 6)', () => {
+  let browser: TestBrowser;
+  const m2m = { clientId: 'rotating-m2m', clientSecret: `rotating-m2m-${randomBytes(16).toString('hex')}` };
+
+  beforeAll(async () => {
+    ({ browser } = await consoleSignIn(ANNA, 'de-eid'));
+    const r = await adminCall(f.eu, 'PUT', `/admin/clients/${m2m.clientId}`, {
+      client_secret: m2m.clientSecret,
+      redirect_uris: [],
+      grant_types: ['client_credentials'],
+      response_types: [],
+      token_endpoint_auth_method: 'client_secret_basic',
+      scope: 'api:read',
+      resources: [API],
+    });
+    expect(r.status).toBe(201);
+  });
+
+  /** A console form POST from the console's origin with the page's CSRF token. */
+  async function consolePost(path: string, page: Page, fields: Record<string, string>) {
+    const url = new URL(`${f.eu.url}/console${path}`);
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        cookie: browser.cookies.header(url)!,
+        origin: url.origin,
+      },
+      body: new URLSearchParams({ _csrf: csrfOf(page), ...fields }).toString(),
+      redirect: 'manual',
+    });
+    return { status: res.status, location: res.headers.get('location'), html: await res.text() };
+  }
+
+  const token = (secret: string) =>
+    clientCredentials(f.eu.url, { clientId: m2m.clientId, clientSecret: secret }, API, 'api:read');
+
+  it('a client secret: rotated with an overlap (both work), then the previous one refused at once (RFC 6749 §2.3.1)', async () => {
+    let page = await browser.follow(`${f.eu.url}/console/clients/${m2m.clientId}`);
+    expect(page.html).toContain('Rotate the secret');
+    // A bad overlap changes nothing.
+    const bad = await consolePost(`/clients/${m2m.clientId}/secret`, page, { overlapSeconds: '-5' });
+    expect(bad.status).toBe(400);
+    expect(bad.html).toContain('the overlap must be a whole number of seconds');
+    expect((await token(m2m.clientSecret)).status).toBe(200);
+
+    const rotated = await consolePost(`/clients/${m2m.clientId}/secret`, page, { overlapSeconds: '3600' });
+    expect(rotated.status).toBe(200);
+    const fresh = /<code class="copy" id="client-secret">([^<]+)<\/code>/.exec(rotated.html)?.[1];
+    expect(fresh).toBeTruthy();
+    expect(fresh).not.toBe(m2m.clientSecret);
+    expect(rotated.html).toMatch(/previous secret is accepted until/);
+    // The overlap: both secrets get tokens.
+    expect((await token(fresh!)).status).toBe(200);
+    expect((await token(m2m.clientSecret)).status).toBe(200);
+
+    page = await browser.follow(`${f.eu.url}/console/clients/${m2m.clientId}`);
+    expect(page.html).toMatch(/still accepted until/);
+    const ended = await consolePost(`/clients/${m2m.clientId}/secret/previous`, page, {});
+    expect(ended.status).toBe(303);
+    const old = await token(m2m.clientSecret);
+    expect(old.status).toBe(401);
+    expect(old.body.error).toBe('invalid_client');
+    expect((await token(fresh!)).status).toBe(200);
+
+    const audit = await adminCall(f.eu, 'GET', `/audit/events?type=client.secret.rotate`);
+    // The person who did it, by sub, in the trail; the secret nowhere in it.
+    expect(audit.body.events.some((e: { target_id: string }) => e.target_id === m2m.clientId)).toBe(true);
+    expect(JSON.stringify(audit.body)).not.toContain(fresh!);
+  });
+
+  it('an upstream secret: the new one stored sealed, the previous one still tried while the IdP refuses the new, then dropped', async () => {
+    let page = await browser.follow(`${f.eu.url}/console/federations/de-eid`);
+    expect(page.html).toContain('Store the new secret');
+    // The identity provider does not know this secret yet: logins go on with the previous one.
+    const unknownToIdp = `not-yet-at-the-idp-${randomBytes(8).toString('hex')}`;
+    const stored = await consolePost('/federations/de-eid/secret', page, {
+      clientSecret: unknownToIdp,
+      overlapSeconds: '600',
+    });
+    expect(stored.status).toBe(303);
+    const state = await adminCall(f.eu, 'GET', '/admin/federations/de-eid/secret');
+    expect(state.body.previous).not.toBeNull();
+    expect(JSON.stringify(state.body)).not.toContain(unknownToIdp);
+    const login = await f.login('eu', 'de-eid', ANNA);
+    expect('error' in login ? login.description : 'ok').toBe('ok');
+
+    // Put the real secret back (no overlap), then promote: only it remains, and logins work.
+    page = await browser.follow(`${f.eu.url}/console/federations/de-eid`);
+    expect(page.html).toContain('Use only the new secret');
+    const promoted = await consolePost('/federations/de-eid/secret/promote', page, {});
+    expect(promoted.status).toBe(303);
+    expect((await adminCall(f.eu, 'GET', '/admin/federations/de-eid/secret')).body.previous).toBeNull();
+    page = await browser.follow(`${f.eu.url}/console/federations/de-eid`);
+    const restored = await consolePost('/federations/de-eid/secret', page, {
+      clientSecret: f.upstreamSecrets['eu:de-eid']!,
+      overlapSeconds: '0',
+    });
+    expect(restored.status).toBe(303);
+    const again = await f.login('eu', 'de-eid', ANNA);
+    expect('error' in again ? again.description : 'ok').toBe('ok');
   });
 });

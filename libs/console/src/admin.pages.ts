@@ -439,6 +439,9 @@ export class AdminPages {
         created: () =>
           'Federation onboarded: its discovery document was fetched and checked. Register the redirect URI below at the identity provider.',
         updated: () => 'Federation saved.',
+        secret: () =>
+          'New secret stored: used from now on; the previous one is tried while the identity provider still refuses the new one.',
+        promoted: () => 'The new secret is the only one now.',
       }) ?? undefined;
     return this.console.page(
       ctx.frame('federations'),
@@ -455,6 +458,7 @@ export class AdminPages {
           ['Client secret', view.hasClientSecret ? 'stored (sealed)' : 'none'],
         ])}
         ${this.redirectInfo(ctx, String(view.redirectUri), String(view.postLogoutRedirectUri))}
+        ${view.hasClientSecret === true ? await this.federationSecretForms(ctx, id) : ''}
         <h2>Change</h2>
         <form method="post" action="${ctx.u(`/federations/${enc(id)}`)}" novalidate>
           ${this.federationFields(ctx, values, errors, false, view.hasClientSecret === true)}
@@ -465,6 +469,32 @@ export class AdminPages {
         </form>`,
       notice,
     );
+  }
+
+  private async federationSecretForms(ctx: PageContext, id: string): Promise<Html> {
+    const answer = await ctx.api.call('GET', `/admin/federations/${enc(id)}/secret`);
+    const state = answer.status === 200 ? (answer.body as Record<string, unknown>) : {};
+    const previous = state.previous as Record<string, unknown> | null | undefined;
+    return html`<h2>Client secret at the identity provider</h2>
+      ${
+        previous
+          ? html`<p>
+                The previous secret is still tried until ${String(previous.expiresAt ?? '')} while the
+                identity provider refuses the new one. Once it accepts the new one, drop the previous.
+              </p>
+              <form method="post" action="${ctx.u(`/federations/${enc(id)}/secret/promote`)}">
+                ${csrfField(ctx.csrf)}<button type="submit">Use only the new secret</button>
+              </form>`
+          : ''
+      }
+      <form method="post" action="${ctx.u(`/federations/${enc(id)}/secret`)}" novalidate autocomplete="off">
+        ${csrfField(ctx.csrf)}
+        <label for="fed-secret">New secret the identity provider issued to this region</label>
+        <input id="fed-secret" name="clientSecret" type="password" autocomplete="off" />
+        <label for="fed-overlap">Keep trying the current secret for (seconds, 0–2592000)</label>
+        <input id="fed-overlap" name="overlapSeconds" inputmode="numeric" value="86400" />
+        <div class="actions"><button type="submit">Store the new secret</button></div>
+      </form>`;
   }
 
   async setFederationEnabled(ctx: PageContext, id: string): Promise<ConsoleAnswer> {
@@ -641,6 +671,12 @@ export class AdminPages {
         ${definitionList([
           ['Client id', html`<code>${id}</code>`],
           ['Secret', view.has_client_secret ? 'stored (hashed)' : 'none'],
+          [
+            'Previous secret',
+            typeof view.previous_client_secret_expires_at === 'number'
+              ? `still accepted until ${new Date(view.previous_client_secret_expires_at * 1000).toISOString()}`
+              : 'none',
+          ],
           ['Registered keys (jwks)', view.jwks ? 'yes (kept on save)' : 'none'],
         ])}
         <form method="post" action="${ctx.u(`/clients/${enc(id)}`)}" novalidate>
@@ -648,8 +684,130 @@ export class AdminPages {
           <div class="actions">
             <button type="submit">Save</button><a href="${ctx.u('/clients')}">Back to clients</a>
           </div>
-        </form>`,
-      done(ctx, { updated: () => 'Client saved.', created: () => 'Client registered.' }),
+        </form>
+        ${view.has_client_secret ? this.clientSecretForms(ctx, id, view) : ''}`,
+      done(ctx, {
+        updated: () => 'Client saved.',
+        created: () => 'Client registered.',
+        revoked: () => 'The previous secret is refused from now on.',
+      }),
+    );
+  }
+
+  /** Rotation with an overlap (the old secret stays valid for a while), and ending an overlap. */
+  private clientSecretForms(ctx: PageContext, id: string, view: Record<string, unknown>): Html {
+    const overlapping = typeof view.previous_client_secret_expires_at === 'number';
+    return html`<h2>Secret</h2>
+      ${
+        overlapping
+          ? html`<p>
+                Two secrets are valid until the previous one expires. End the overlap once every instance of
+                the client uses the new secret — or at once, if the previous one leaked.
+              </p>
+              <form method="post" action="${ctx.u(`/clients/${enc(id)}/secret/previous`)}">
+                ${csrfField(ctx.csrf)}<button type="submit" class="danger">
+                  Refuse the previous secret now
+                </button>
+              </form>`
+          : html`<p>
+                A new secret is generated and shown once; the current one stays valid for the overlap, so the
+                client's instances can switch without an outage. An overlap of 0 refuses the current secret at
+                once (after a leak).
+              </p>
+              <form method="post" action="${ctx.u(`/clients/${enc(id)}/secret`)}" novalidate>
+                ${csrfField(ctx.csrf)}
+                <label for="overlap">Overlap (seconds, 0–2592000)</label>
+                <input id="overlap" name="overlapSeconds" inputmode="numeric" value="86400" />
+                <div class="actions"><button type="submit">Rotate the secret</button></div>
+              </form>`
+      }`;
+  }
+
+  async rotateClientSecret(ctx: PageContext, id: string): Promise<ConsoleAnswer> {
+    const overlap = overlapSeconds(ctx.req.body);
+    if (overlap === undefined) return this.secretFailed(ctx, 'clients', id, 400, OVERLAP_ERROR);
+    const answer = await ctx.api.call('POST', `/admin/clients/${enc(id)}/secret`, {
+      overlapSeconds: overlap,
+    });
+    const refused = refusal(this.console, ctx, answer);
+    if (refused) return refused;
+    if (answer.status !== 200 && answer.status !== 201)
+      return this.secretFailed(ctx, 'clients', id, answer.status, answer.body?.error_description);
+    const until = answer.body?.previous_client_secret_expires_at;
+    return this.console.page(
+      ctx.frame('clients'),
+      200,
+      `New secret for client ${id}`,
+      html`<div class="notice warning" role="status">
+          <p>This is the new client secret. It is shown only now: copy it to the client’s configuration.</p>
+          <code class="copy" id="client-secret">${String(answer.body?.client_secret ?? '')}</code>
+        </div>
+        <p>
+          ${
+            typeof until === 'number'
+              ? `The previous secret is accepted until ${new Date(until * 1000).toISOString()}.`
+              : 'The previous secret is refused from now on.'
+          }
+        </p>
+        <p><a href="${ctx.u(`/clients/${enc(id)}`)}">Open client ${id}</a></p>`,
+    );
+  }
+
+  async revokePreviousClientSecret(ctx: PageContext, id: string): Promise<ConsoleAnswer> {
+    const answer = await ctx.api.call('DELETE', `/admin/clients/${enc(id)}/secret/previous`);
+    const refused = refusal(this.console, ctx, answer);
+    if (refused) return refused;
+    if (answer.status !== 204)
+      return this.secretFailed(ctx, 'clients', id, answer.status, answer.body?.error_description);
+    return { status: 303, location: ctx.u(`/clients/${enc(id)}?done=revoked&id=${enc(id)}`) };
+  }
+
+  /** This region's copy of an upstream secret: the new one from the IdP, the old one tried meanwhile. */
+  async rotateFederationSecret(ctx: PageContext, id: string): Promise<ConsoleAnswer> {
+    const overlap = overlapSeconds(ctx.req.body);
+    const secret = text(ctx.req.body, 'clientSecret');
+    if (overlap === undefined) return this.secretFailed(ctx, 'federations', id, 400, OVERLAP_ERROR);
+    if (!secret)
+      return this.secretFailed(
+        ctx,
+        'federations',
+        id,
+        400,
+        'enter the new secret the identity provider issued',
+      );
+    const answer = await ctx.api.call('POST', `/admin/federations/${enc(id)}/secret`, {
+      clientSecret: secret,
+      overlapSeconds: overlap,
+    });
+    const refused = refusal(this.console, ctx, answer);
+    if (refused) return refused;
+    if (answer.status !== 200)
+      return this.secretFailed(ctx, 'federations', id, answer.status, answer.body?.error_description);
+    return { status: 303, location: ctx.u(`/federations/${enc(id)}?done=secret&id=${enc(id)}`) };
+  }
+
+  async promoteFederationSecret(ctx: PageContext, id: string): Promise<ConsoleAnswer> {
+    const answer = await ctx.api.call('POST', `/admin/federations/${enc(id)}/secret/promote`);
+    const refused = refusal(this.console, ctx, answer);
+    if (refused) return refused;
+    if (answer.status !== 200)
+      return this.secretFailed(ctx, 'federations', id, answer.status, answer.body?.error_description);
+    return { status: 303, location: ctx.u(`/federations/${enc(id)}?done=promoted&id=${enc(id)}`) };
+  }
+
+  private secretFailed(
+    ctx: PageContext,
+    section: 'clients' | 'federations',
+    id: string,
+    status: number,
+    why: unknown,
+  ): ConsoleAnswer {
+    return this.console.page(
+      ctx.frame(section),
+      status >= 400 ? status : 502,
+      'Secret not changed',
+      html`<div class="notice error" role="alert"><p>${String(why ?? 'the change was refused')}</p></div>
+        <p><a href="${ctx.u(`/${section}/${enc(id)}`)}">Back</a></p>`,
     );
   }
 
@@ -926,4 +1084,14 @@ export class AdminPages {
       );
     return { status: 303, location: ctx.u(`/keys?done=rotated&id=${enc(String(answer.body.current))}`) };
   }
+}
+
+const OVERLAP_ERROR = 'the overlap must be a whole number of seconds from 0 to 2592000 (30 days)';
+
+/** The overlap field: whole seconds, 0 to 30 days; undefined when it is anything else. */
+function overlapSeconds(body: RawForm): number | undefined {
+  const raw = text(body, 'overlapSeconds') || '86400';
+  if (!/^\d{1,7}$/.test(raw)) return undefined;
+  const n = Number(raw);
+  return n <= 30 * 86400 ? n : undefined;
 }

@@ -169,6 +169,26 @@ export class ConsoleController {
     return this.run(req, res, (ctx) => this.admin.saveClient(ctx, id));
   }
 
+  @Post('clients/:id/secret')
+  rotateClientSecret(@Req() req: Request, @Res() res: Response, @Param('id') id: string) {
+    return this.run(req, res, (ctx) => this.admin.rotateClientSecret(ctx, id));
+  }
+
+  @Post('clients/:id/secret/previous')
+  revokePreviousClientSecret(@Req() req: Request, @Res() res: Response, @Param('id') id: string) {
+    return this.run(req, res, (ctx) => this.admin.revokePreviousClientSecret(ctx, id));
+  }
+
+  @Post('federations/:id/secret')
+  rotateFederationSecret(@Req() req: Request, @Res() res: Response, @Param('id') id: string) {
+    return this.run(req, res, (ctx) => this.admin.rotateFederationSecret(ctx, id));
+  }
+
+  @Post('federations/:id/secret/promote')
+  promoteFederationSecret(@Req() req: Request, @Res() res: Response, @Param('id') id: string) {
+    return this.run(req, res, (ctx) => this.admin.promoteFederationSecret(ctx, id));
+  }
+
   @Get('resources')
   resources(@Req() req: Request, @Res() res: Response) {
     return this.run(req, res, (ctx) => this.admin.resources(ctx));
