@@ -117,6 +117,18 @@ describe('token endpoint: one limit for all replicas of a region', () => {
     expect(retryAfter).toBeGreaterThanOrEqual(1);
     expect(retryAfter).toBeLessThanOrEqual(5); // one unit is 5 s of the 60 s period
     expect(refused.headers['cache-control']).toBe('no-store');
+    // Audited once per key and minute on each replica that refused (issue 6: refusals), not
+    // once per refused request: two replicas, four refusals, two entries.
+    let entries: { target_id: string; target_type: string; outcome: string; detail: { route: string } }[] =
+      [];
+    for (let i = 0; i < 50 && entries.length < 2; i++) {
+      const r = await adminCall(a, 'GET', '/audit/events?type=security.rate_limited', undefined, adminBearer);
+      entries = r.body.events.filter((e: { target_id: string }) => e.target_id === 'shared-worker');
+      if (entries.length < 2) await new Promise((res) => setTimeout(res, 100));
+    }
+    expect(entries).toHaveLength(2);
+    for (const e of entries)
+      expect(e).toMatchObject({ target_type: 'client', outcome: 'refused', detail: { route: 'token' } });
   });
 
   it('a forged X-Forwarded-For from an untrusted peer does not reset the source limit', async () => {

@@ -139,6 +139,8 @@ export class SecurityRuntime {
   readonly metrics: SecurityMetrics;
   private readonly webhook?: WebhookSender;
   private readonly trusted: AddressMatcher;
+  /** Keys whose refusal was audited, and when (see limitReached). */
+  private readonly limitAudited = new Map<string, number>();
   /** Lockouts in force (key → end, ms): polled from the region, set at once when made here. */
   private lockouts = new Map<string, number>();
   private timers: NodeJS.Timeout[] = [];
@@ -304,6 +306,7 @@ export class SecurityRuntime {
     const kind = v.key.includes(':source:') ? 'source' : 'client';
     this.metrics.refusals.inc({ route, reason: kind });
     const wait = seconds(v.retryAfterMs);
+    this.limitReached(route, v.key, wait);
     refuse(
       req,
       res,
@@ -479,7 +482,37 @@ export class SecurityRuntime {
       );
     }
     this.metrics.refusals.inc({ route, reason: 'client' });
+    this.limitReached(route, verdict.key, wait);
     throw oauthError(429, 'rate_limited', `too many token requests for this client; retry in ${wait} s`);
+  }
+
+  /**
+   * A limit refused a request: one audit entry per key and minute on this replica (every 429 is
+   * counted in meridian_security_refusals_total; auditing each one would turn a flood into audit
+   * writes, which the region serializes).
+   */
+  private limitReached(route: string, key: string, retryAfterSeconds: number): void {
+    const now = Date.now();
+    const last = this.limitAudited.get(key);
+    if (last !== undefined && now - last < 60_000) return;
+    if (this.limitAudited.size >= 10_000) this.limitAudited.clear();
+    this.limitAudited.set(key, now);
+    // `<route>:<source|client|principal>:<id>`
+    const [, kind = 'key', ...rest] = key.split(':');
+    const id = rest.join(':').slice(0, 200);
+    void (async () => {
+      await this.deps.audit.record({
+        actor: 'system',
+        action: 'security.rate_limited',
+        targetType: kind === 'source' ? 'source' : kind === 'principal' ? 'subject' : 'client',
+        // A person (admin principal) by pseudonym unless homed here, like every subject reference.
+        targetId: kind === 'principal' ? await this.subjectRef(id) : id,
+        outcome: 'refused',
+        detail: { route, retryAfterSeconds, repeatsWithinMinuteNotAudited: true },
+      });
+    })().catch((err: unknown) =>
+      this.deps.logger.error({ err: { message: (err as Error).message } }, 'rate limit refusal not audited'),
+    );
   }
 
   /** A failed client authentication: counts towards the client's and the source's burst. */
