@@ -190,6 +190,24 @@ describe('client cache and the control plane change feed', () => {
     expect(await cache.find(id)).toBeDefined();
   });
 
+  it('after the feed was silent for longer than ttlMs, its next answer starts from an empty cache', async () => {
+    const id = await newClient();
+    const { db, state } = counted(stores.control);
+    const cache = new ControlClientAdapter(db, { ttlMs: 300 });
+    await cache.sync();
+    await cache.find(id);
+    state.down = true;
+    await expect(cache.sync()).rejects.toThrow();
+    await sleep(350);
+    state.down = false;
+    // The feed answers again: the entry from before the silence is not trusted, even if the feed
+    // reports no change for it (its change may have been cleaned out meanwhile).
+    await cache.sync();
+    expect(cache.size).toBe(0);
+    await cache.find(id);
+    expect(state.reads).toBe(2);
+  });
+
   it('old change rows are the only ones the feed ever deletes', async () => {
     const id = await newClient();
     await stores.control.query(

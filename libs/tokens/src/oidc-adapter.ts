@@ -264,6 +264,7 @@ export class ControlClientAdapter implements Adapter {
       this.feedOkAt = started;
       return;
     }
+    const wasHealthy = this.feedHealthy(started);
     const rows = await this.db.query<{ seq: string; client_id: string }>(
       `select seq::text as seq, client_id from oidc_client_change
         where seq > $1 or seq = any($2::bigint[]) order by seq`,
@@ -295,6 +296,9 @@ export class ControlClientAdapter implements Adapter {
       this.gaps.clear();
       this.invalidate();
     }
+    // Back after the feed was silent for longer than ttlMs (an outage, a partition): what is
+    // cached predates it, and changes from then may already be cleaned out of the feed.
+    if (!wasHealthy) this.invalidate();
     this.feedOkAt = started;
     if (++this.polls % 600 === 0) {
       await this.db.query("delete from oidc_client_change where changed_at < now() - interval '1 hour'");
