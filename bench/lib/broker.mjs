@@ -42,7 +42,7 @@ export const BENCH_BROKER_ENV = Object.fromEntries(
     'ADMIN_SOURCE',
   ].map((k) => [`MERIDIAN_RATE_LIMIT_${k}`, '100000000/1']),
 );
-// Every client of growth_clients' largest point fits in the client cache (about 10 KB of memory
+// Every client of growth_clients' largest point fits in the client cache (about 6 KB of memory
 // each; the default, 20,000, suits the chart's 512 Mi limit).
 BENCH_BROKER_ENV.MERIDIAN_CLIENT_CACHE_SIZE = '100000';
 

@@ -471,7 +471,7 @@ export async function writeReport(results, { resultsFile } = {}) {
     }
     p(
       '',
-      "Before the timed rounds at each point, every client registered since the previous point makes one request (last column): that is what a client the broker has never seen costs — a read of the control plane and a new oidc-provider Client. The rounds then measure the steady state. Clients stay cached for as long as the control plane's change feed answers (`oidc_client_change`, polled every second; a change by any replica evicts within a poll), up to `MERIDIAN_CLIENT_CACHE_SIZE` — the suite sets 100,000; the default is 20,000, because each cached client costs about 10 KB of broker memory (RSS column of the results: 1.2 GiB at 100,000).",
+      "Before the timed rounds at each point, every client registered since the previous point makes one request (last column): that is what a client the broker has never seen costs — a read of the control plane and a new oidc-provider Client. The rounds then measure the steady state. Clients stay cached for as long as the control plane's change feed answers (`oidc_client_change`, polled every second; a change by any replica evicts within a poll), up to `MERIDIAN_CLIENT_CACHE_SIZE` — the suite sets 100,000; the default is 20,000, because each cached client costs broker memory: 2.6 KB of live heap and about 6 KB of RSS (`npm run bench:client-memory`; this run's RSS column predates a fix that stopped each cached client keeping an 8 KB Buffer pool slab alive).",
       '',
     );
   }

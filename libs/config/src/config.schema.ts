@@ -48,7 +48,7 @@ export interface BrokerConfig {
   upstreamTimeoutMs: number;
   retentionIntervalSeconds: number;
   /**
-   * Clients kept in memory (metadata and oidc-provider's Client instance, about 10 KB each),
+   * Clients kept in memory (metadata and oidc-provider's Client instance, about 6 KB of memory each),
    * kept fresh by the control plane's change feed.
    */
   clientCacheSize: number;

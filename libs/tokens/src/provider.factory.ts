@@ -513,11 +513,16 @@ export function buildProvider(deps: ProviderDeps): Provider {
       actual,
       Math.floor(now / 1000),
     );
-    if (which)
+    if (which) {
+      // A copy of its own: a small Buffer is a slice of a shared 8 KB pool slab, and keeping the
+      // slice (one per cached client) would keep whole slabs alive.
+      const kept = Buffer.allocUnsafeSlow(presented.length);
+      presented.copy(kept);
       verified.set(this, {
-        secret: presented,
+        secret: kept,
         untilMs: which === 'current' ? Infinity : (this.previous_client_secret_expires_at as number) * 1000,
       });
+    }
     return which !== undefined;
   };
 
