@@ -26,6 +26,10 @@ import {
   type InProcessBroker,
 } from './support/broker';
 import { createVerifier } from '@meridian/verifier';
+import { Controller, Get, UseGuards } from '@nestjs/common';
+import { Test } from '@nestjs/testing';
+import request from 'supertest';
+import { MeridianAuthGuard, MeridianVerifierModule, RequireProcessingRegion } from '@meridian/verifier/nest';
 import { freePort } from './support/ports';
 import { ccRequest, raw, someAddress, startWebhookReceiver } from './support/security';
 
@@ -538,5 +542,59 @@ describe('events reported by the verifier SDK (createVerifier report option)', (
     expect(() => createVerifier({ ...base, report: { ...report, clientSecret: '' } })).toThrow(
       /report.clientSecret is required/,
     );
+  });
+});
+
+describe('events reported through the NestJS module (MeridianVerifierModule report option)', () => {
+  @Controller('customers')
+  @UseGuards(MeridianAuthGuard)
+  class CustomersController {
+    @Get()
+    @RequireProcessingRegion()
+    list() {
+      return { ok: true };
+    }
+  }
+
+  it("names the module's region in its reports and sends what is pending when the application closes", async () => {
+    const reporter = await registerClient(
+      'orders-nest',
+      machine(['urn:meridian:security-events'], 'meridian:security:report'),
+    );
+    const worker = await registerClient('nest-bound-worker', machine([API], 'api:read'));
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        MeridianVerifierModule.forRoot({
+          trustBundleUrl: `${broker.url}/.well-known/meridian/trust-bundle`,
+          audience: API,
+          region: 'us',
+          // Far longer than the test: only the flush at shutdown sends the report.
+          report: {
+            url: `${broker.url}/security/events`,
+            clientId: reporter.clientId,
+            clientSecret: reporter.clientSecret,
+            intervalMs: 600_000,
+          },
+        }),
+      ],
+      controllers: [CustomersController],
+    }).compile();
+    const nest = moduleRef.createNestApplication({ logger: false });
+    await nest.init();
+    const token = await clientCredentials(broker.url, worker, API);
+    const res = await request(nest.getHttpServer())
+      .get('/customers')
+      .set('authorization', `Bearer ${token.body.access_token as string}`);
+    expect(res.status).toBe(403);
+    expect(res.body.code).toBe('ERR_RESIDENCY_PROCESSING');
+    await nest.close();
+    const alert = await hooks.waitFor(
+      (a) => a.detector === 'residency_violation' && a.target?.id === worker.clientId,
+    );
+    expect(alert.detail).toMatchObject({
+      client: worker.clientId,
+      serviceRegion: 'us',
+      reporter: reporter.clientId,
+    });
   });
 });

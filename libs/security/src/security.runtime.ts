@@ -401,10 +401,10 @@ export class SecurityRuntime {
           misuse.set(ctx, { kind: 'refresh_token_reuse', detail: e.error_detail });
       }
     };
-    provider.on('grant.error', onError);
-    // Every refused token request gets an audit entry (issue 6: token issuance failures).
+    // Every refused token request also gets an audit entry (issue 6: token issuance failures).
     const grantFailures = new WeakMap<object, { error: string; description?: string }>();
     provider.on('grant.error', (ctx: OidcCtx, err: unknown) => {
+      onError(ctx, err);
       const e = err as { error?: string; error_description?: string };
       if (ctx) grantFailures.set(ctx, { error: e.error ?? 'server_error', description: e.error_description });
     });
@@ -515,7 +515,6 @@ export class SecurityRuntime {
     );
   }
 
-  /** A failed client authentication: counts towards the client's and the source's burst. */
   /**
    * One audit entry per refused token request: who asked (the authenticated client, or the id
    * it claimed), for what grant, what it was told, from where; the subject only when a code or
@@ -551,6 +550,7 @@ export class SecurityRuntime {
     });
   }
 
+  /** A failed client authentication: counts towards the client's and the source's burst. */
   private async clientAuthFailed(ctx: OidcCtx): Promise<void> {
     this.metrics.events.inc({ type: 'client_auth_failure' });
     const { lockout } = this.deps.config;
